@@ -1,0 +1,81 @@
+/* State that survives restarts: one versioned JSON snapshot in state_dir.
+ *
+ * Components register a save and a restore callback under a unique name.
+ * The daemon collects every component's state on the loop thread
+ * (bl_snapshot_collect), writes the text off the loop thread
+ * (bl_snapshot_write_file, blocking: run it from the libuv thread pool), and
+ * restores at start (bl_snapshot_restore).
+ *
+ * The file is state_dir/state.json:
+ *   {"format":"ballast-snapshot","version":1,"written_at_ms":...,
+ *    "ballast_version":"0.1.0","components":{"<name>":<whatever save returned>}}
+ * Writes are atomic: a temp file in the same directory, fsync, rename over
+ * state.json, fsync of the directory. A reader therefore sees the old or the
+ * new snapshot, never a mix.
+ */
+#ifndef BALLAST_SNAPSHOT_H
+#define BALLAST_SNAPSHOT_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define BL_SNAPSHOT_VERSION 1
+#define BL_SNAPSHOT_FILE "state.json"
+
+/* Returns the component's state as a new JSON value (the snapshot takes the
+ * reference), or NULL to leave it out of this snapshot. */
+typedef json_t *(*bl_snapshot_save_fn)(void *ctx);
+
+/* Restores the component from state (borrowed). Returns 0, or a negative
+ * BL_E* code with a message in err (errcap bytes) when state is unusable; the
+ * component must then be left as it was before the call. */
+typedef int (*bl_snapshot_restore_fn)(void *ctx, json_t *state, char *err, size_t errcap);
+
+struct bl_snapshot;
+
+/* Creates a registry for snapshots kept in state_dir (copied). The directory
+ * is created (mode 0700) on first write if missing. Returns 0 or BL_ENOMEM. */
+int bl_snapshot_create(const char *state_dir, struct bl_snapshot **out);
+
+/* Frees s. NULL is a no-op. */
+void bl_snapshot_destroy(struct bl_snapshot *s);
+
+/* Registers a component. name is copied and must be unique (else BL_EEXIST). */
+int bl_snapshot_register(struct bl_snapshot *s, const char *name, bl_snapshot_save_fn save,
+			 bl_snapshot_restore_fn restore, void *ctx);
+
+/* Calls every save callback and serialises the document, stamped with
+ * wall_ms (milliseconds since the epoch). On success *out_text is a malloc'd
+ * NUL-terminated string the caller frees. Returns 0 or BL_ENOMEM. */
+int bl_snapshot_collect(struct bl_snapshot *s, int64_t wall_ms, char **out_text,
+			size_t *out_len);
+
+/* Writes text atomically as dir/state.json (see above). Blocking. Returns 0,
+ * or BL_EIO with the failing step and errno text in err. On failure the
+ * previous state.json is untouched and no temp file is left behind. */
+int bl_snapshot_write_file(const char *dir, const char *text, size_t len, char *err,
+			   size_t errcap);
+
+/* Outcome of bl_snapshot_restore(). */
+struct bl_snapshot_restore_report {
+	int found;               /* 1 if a state.json existed */
+	int restored;            /* components restored */
+	int skipped;             /* components in the file that nobody registered */
+	int failed;              /* components whose restore callback refused */
+	int moved_aside;         /* 1 if the file was corrupt/newer and was renamed */
+	int64_t written_at_ms;   /* from the file, 0 if none */
+	char aside_path[512];    /* where it was moved, if moved_aside */
+	char reason[256];        /* why it was moved aside, if moved_aside */
+};
+
+/* Reads dir/state.json, if any, and hands each registered component its part.
+ * A file that is not valid JSON, not a ballast snapshot, or of a newer
+ * version is renamed to state.json.<reason>-<wall_ms> and logged, and the
+ * daemon starts clean (returns 0 with moved_aside set). A component whose
+ * restore fails is logged and left clean; the others still restore.
+ * Returns 0, or BL_EIO when the file exists but cannot be read or moved. */
+int bl_snapshot_restore(struct bl_snapshot *s, int64_t wall_ms,
+			struct bl_snapshot_restore_report *report);
+
+#endif
