@@ -35,13 +35,17 @@ typedef int (*bl_snapshot_restore_fn)(void *ctx, json_t *state, char *err, size_
 struct bl_snapshot;
 
 /* Creates a registry for snapshots kept in state_dir (copied). The directory
- * is created (mode 0700) on first write if missing. Returns 0 or BL_ENOMEM. */
+ * is created (mode 0700) on first write if missing. Returns 0, BL_EINVAL for
+ * an empty state_dir, or BL_ENOMEM. */
 int bl_snapshot_create(const char *state_dir, struct bl_snapshot **out);
 
 /* Frees s. NULL is a no-op. */
 void bl_snapshot_destroy(struct bl_snapshot *s);
 
-/* Registers a component. name is copied and must be unique (else BL_EEXIST). */
+/* Registers a component. name is copied and must be unique (else BL_EEXIST);
+ * it is 1..128 bytes of printable ASCII without space, '"', '\\' or '='
+ * (such as "budgets" or "pool/claude"), and save and restore are both
+ * required (else BL_EINVAL). Returns 0, BL_EEXIST, BL_EINVAL or BL_ENOMEM. */
 int bl_snapshot_register(struct bl_snapshot *s, const char *name, bl_snapshot_save_fn save,
 			 bl_snapshot_restore_fn restore, void *ctx);
 
@@ -53,7 +57,10 @@ int bl_snapshot_collect(struct bl_snapshot *s, int64_t wall_ms, char **out_text,
 
 /* Writes text atomically as dir/state.json (see above). Blocking. Returns 0,
  * or BL_EIO with the failing step and errno text in err. On failure the
- * previous state.json is untouched and no temp file is left behind. */
+ * previous state.json is untouched and no temp file is left behind; the one
+ * exception is a failed fsync of the directory after the rename, where the
+ * new file is in place but not known to be durable (err says so). Touches no
+ * shared state and does not log, so it is safe on a thread-pool thread. */
 int bl_snapshot_write_file(const char *dir, const char *text, size_t len, char *err,
 			   size_t errcap);
 
@@ -74,7 +81,10 @@ struct bl_snapshot_restore_report {
  * version is renamed to state.json.<reason>-<wall_ms> and logged, and the
  * daemon starts clean (returns 0 with moved_aside set). A component whose
  * restore fails is logged and left clean; the others still restore.
- * Returns 0, or BL_EIO when the file exists but cannot be read or moved. */
+ * Leftover temp files of an interrupted write are removed, so call this
+ * before any write is queued. report may be NULL.
+ * Returns 0, BL_EIO when the file exists but cannot be read or moved, or
+ * BL_ENOMEM (the file is then left where it is). */
 int bl_snapshot_restore(struct bl_snapshot *s, int64_t wall_ms,
 			struct bl_snapshot_restore_report *report);
 
