@@ -35,8 +35,15 @@ struct bl_diags {
 /* Frees every diagnostic; leaves d empty and reusable. */
 void bl_diags_cleanup(struct bl_diags *d);
 
-/* Prints each diagnostic as "file:line:column: path: message\n". */
+/* Prints each diagnostic as "file:line:column: path: message\n". When the
+ * location is unknown (line 0) ":line:column" is left out; when the problem
+ * concerns the whole document (path "") "path: " is left out. */
 void bl_diags_print(const struct bl_diags *d, FILE *f);
+
+/* Appends one diagnostic, its message printf-formatted. Strings are copied.
+ * Returns 0, or BL_ENOMEM leaving d as it was. */
+int bl_diags_add(struct bl_diags *d, const char *file, int line, int column, const char *path,
+		 const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 
 /* ---- the schema ------------------------------------------------------- */
 
@@ -191,7 +198,9 @@ extern const char bl_default_config_yaml[];
 /* Parses and validates len bytes of YAML named `name` (used in diagnostics).
  * On success returns 0 and sets *out (free with bl_config_destroy). Otherwise
  * returns BL_EINVAL (or BL_ENOMEM), leaves *out untouched and appends every
- * problem found to diags (not just the first). */
+ * problem found to diags (not just the first), in document order. After
+ * BL_ENOMEM diags is as it was. diags may be NULL when the caller only
+ * wants the verdict. Null values (`key:` or `key: ~`) mean "use the default". */
 int bl_config_load_string(const char *text, size_t len, const char *name,
 			  struct bl_config **out, struct bl_diags *diags);
 
@@ -213,5 +222,21 @@ json_t *bl_config_to_json(const struct bl_config *cfg, bool redact);
 /* Looks up a budget / pool by name, or NULL. */
 const struct bl_cfg_budget *bl_config_budget(const struct bl_config *cfg, const char *name);
 const struct bl_cfg_pool *bl_config_pool(const struct bl_config *cfg, const char *name);
+
+/* Replaces cfg's listen address (as `serve --listen` does), with the same
+ * rules as the config key: host:port, [v6]:port, port 0..65535. Returns 0;
+ * BL_EINVAL with one diagnostic (file "--listen", path "listen") and cfg
+ * unchanged; or BL_ENOMEM with cfg unchanged. diags may be NULL. */
+int bl_config_set_listen(struct bl_config *cfg, const char *listen, struct bl_diags *diags);
+
+/* Names as the config spells them ("input_tokens", "peak_ewma", "kubernetes";
+ * "none" for BL_ACTUATOR_NONE), or "unknown". Static strings. */
+const char *bl_cfg_dim_name(enum bl_cfg_dim dim);
+const char *bl_cfg_strategy_name(enum bl_cfg_strategy s);
+const char *bl_cfg_actuator_name(enum bl_cfg_actuator a);
+
+/* Returns a copy of url with any user:password@ replaced by "<redacted>@",
+ * for logs and /v1/config. The caller frees it. NULL on ENOMEM. */
+char *bl_config_redact_url(const char *url);
 
 #endif
