@@ -42,10 +42,10 @@ const char *bl_log_level_name(enum bl_log_level level)
 	return (unsigned)level < 4 ? level_names[level] : "unknown";
 }
 
-const char *bl_log_quote(char *buf, size_t cap, const char *s)
+static const char *quote(char *buf, size_t cap, const char *s, bool force)
 {
 	size_t o = 0;
-	bool bare = *s != '\0';
+	bool bare = *s != '\0' && !force;
 
 	if (cap == 0)
 		return buf;
@@ -84,6 +84,11 @@ const char *bl_log_quote(char *buf, size_t cap, const char *s)
 	return buf;
 }
 
+const char *bl_log_quote(char *buf, size_t cap, const char *s)
+{
+	return quote(buf, cap, s, false);
+}
+
 void bl_log(enum bl_log_level level, const char *msg, const char *kvfmt, ...)
 {
 	char line[4096], qmsg[512];
@@ -99,7 +104,7 @@ void bl_log(enum bl_log_level level, const char *msg, const char *kvfmt, ...)
 	n = strftime(line, sizeof line, "ts=%Y-%m-%dT%H:%M:%S", &tm);
 	n += (size_t)snprintf(line + n, sizeof line - n, ".%03ldZ level=%s msg=%s",
 			      ts.tv_nsec / 1000000, bl_log_level_name(level),
-			      bl_log_quote(qmsg, sizeof qmsg, msg));
+			      quote(qmsg, sizeof qmsg, msg, true));
 	if (kvfmt && *kvfmt && n + 1 < sizeof line) {
 		line[n++] = ' ';
 		va_start(ap, kvfmt);

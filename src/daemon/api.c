@@ -1,0 +1,374 @@
+/* The HTTP API: routing, auth, and the handlers of the foundation endpoints.
+ * Later capabilities add their rows to the route table. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "ballast/error.h"
+#include "daemon.h"
+#include "jsonreq.h"
+#include "log.h"
+
+typedef void (*handler_fn)(struct bl_daemon *d, struct bl_http_req *req);
+
+struct route {
+	const char *method;
+	const char *path;   /* exact path */
+	handler_fn handler;
+	bool mutating;      /* needs the bearer token when auth is on */
+};
+
+static void h_healthz(struct bl_daemon *d, struct bl_http_req *req);
+static void h_readyz(struct bl_daemon *d, struct bl_http_req *req);
+static void h_metrics(struct bl_daemon *d, struct bl_http_req *req);
+static void h_state(struct bl_daemon *d, struct bl_http_req *req);
+static void h_config(struct bl_daemon *d, struct bl_http_req *req);
+static void h_reload(struct bl_daemon *d, struct bl_http_req *req);
+static void h_snapshot(struct bl_daemon *d, struct bl_http_req *req);
+
+static const struct route routes[] = {
+	{"GET", "/healthz", h_healthz, false},
+	{"GET", "/readyz", h_readyz, false},
+	{"GET", "/metrics", h_metrics, false},
+	{"GET", "/v1/state", h_state, false},
+	{"GET", "/v1/config", h_config, false},
+	{"POST", "/v1/reload", h_reload, true},
+	{"POST", "/v1/snapshot", h_snapshot, true},
+};
+#define N_ROUTES (sizeof routes / sizeof routes[0])
+
+/* ---- helpers ---------------------------------------------------------- */
+
+static void respond_json_error(struct bl_http_req *req, const struct bl_json_error *e)
+{
+	bl_http_respond_error_ex(req, 400, e->code, json_pack("{s:I}", "offset", (json_int_t)e->offset),
+				 NULL, "%s", e->message);
+}
+
+/* Decodes the body as a JSON object with only the allowed keys, or answers 400. */
+static json_t *body_object(struct bl_http_req *req, const char *const *allowed)
+{
+	struct bl_json_error e = {0};
+	json_t *obj;
+
+	if (req->content_type && req->body_len &&
+	    strncmp(req->content_type, "application/json", 16) != 0) {
+		bl_http_respond_error(req, 415, "unsupported_media_type",
+				      "Content-Type '%.60s' is not accepted; send application/json",
+				      req->content_type);
+		return NULL;
+	}
+	obj = bl_json_decode_object(req->body, req->body_len, true, &e);
+	if (!obj) {
+		respond_json_error(req, &e);
+		return NULL;
+	}
+	if (!bl_json_only_keys(obj, allowed, &e)) {
+		json_decref(obj);
+		respond_json_error(req, &e);
+		return NULL;
+	}
+	return obj;
+}
+
+static bool authorized(struct bl_daemon *d, struct bl_http_req *req)
+{
+	const char *h = req->authorization;
+
+	if (!d->auth_token)
+		return true;
+	if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+		return false;
+	h += 7;
+	while (*h == ' ')
+		h++;
+	return bl_token_equal(h, strlen(h), d->auth_token, d->auth_token_len);
+}
+
+static json_t *diags_json(const struct bl_diags *dg)
+{
+	json_t *arr = json_array();
+
+	for (size_t i = 0; arr && i < dg->n; i++)
+		json_array_append_new(arr, json_pack("{s:s,s:i,s:i,s:s,s:s}", "file", dg->items[i].file,
+						     "line", dg->items[i].line, "column",
+						     dg->items[i].column, "path", dg->items[i].path,
+						     "message", dg->items[i].message));
+	return arr;
+}
+
+static json_t *ms_or_null(int64_t ms)
+{
+	return ms ? json_integer(ms) : json_null();
+}
+
+static json_t *str_or_null(const char *s)
+{
+	return s && *s ? json_string(s) : json_null();
+}
+
+/* ---- dispatch --------------------------------------------------------- */
+
+void bl_api_handle(void *ctx, struct bl_http_req *req)
+{
+	struct bl_daemon *d = ctx;
+	char allow[64] = "";
+	size_t n = 0;
+
+	for (size_t i = 0; i < N_ROUTES; i++) {
+		if (strcmp(routes[i].path, req->path) != 0)
+			continue;
+		if (strcmp(routes[i].method, req->method) == 0) {
+			req->route = routes[i].path;
+			if (routes[i].mutating && !authorized(d, req)) {
+				bl_http_respond_error(req, 401, "unauthorized",
+						      "this endpoint needs 'Authorization: Bearer "
+						      "<token>' with the token from auth.token_file");
+				return;
+			}
+			routes[i].handler(d, req);
+			return;
+		}
+		n += (size_t)snprintf(allow + n, sizeof allow - n, "%s%s", n ? ", " : "",
+				      routes[i].method);
+	}
+	if (n) {
+		char hdr[96];
+
+		req->route = "(method_not_allowed)";
+		snprintf(hdr, sizeof hdr, "Allow: %s\r\n", allow);
+		bl_http_respond_error_ex(req, 405, "method_not_allowed", NULL, hdr,
+					 "%s is not allowed on %.200s; allowed: %s", req->method,
+					 req->path, allow);
+		return;
+	}
+	req->route = "(not_found)";
+	bl_http_respond_error(req, 404, "not_found",
+			      "no endpoint %.200s; see docs/api.md (GET /v1/state lists what is "
+			      "configured)",
+			      req->path);
+}
+
+void bl_api_done(void *ctx, const struct bl_http_req *req, int status, uint64_t duration_ns)
+{
+	struct bl_daemon *d = ctx;
+
+	bl_metrics_observe_request(d->metrics, req->route, status, duration_ns);
+	if (d->cfg->log_access) {
+		char qp[300];
+		bl_log(BL_LOG_INFO, "request", "method=%s path=%s status=%d duration_us=%llu",
+		       req->method ? req->method : "-",
+		       bl_log_quote(qp, sizeof qp, req->path ? req->path : "-"), status,
+		       (unsigned long long)(duration_ns / 1000));
+	}
+}
+
+/* ---- handlers --------------------------------------------------------- */
+
+static void h_healthz(struct bl_daemon *d, struct bl_http_req *req)
+{
+	static const char ok[] = "{\"status\":\"ok\"}\n";
+
+	(void)d;
+	bl_http_respond(req, 200, "application/json", ok, sizeof ok - 1, NULL);
+}
+
+static void h_readyz(struct bl_daemon *d, struct bl_http_req *req)
+{
+	if (d->ready) {
+		static const char ok[] = "{\"status\":\"ready\"}\n";
+		bl_http_respond(req, 200, "application/json", ok, sizeof ok - 1, NULL);
+		return;
+	}
+	bl_http_respond_error(req, 503, "not_ready",
+			      d->shutting_down ? "draining: the daemon is shutting down"
+					       : "starting: state not restored yet");
+}
+
+static void h_metrics(struct bl_daemon *d, struct bl_http_req *req)
+{
+	struct bl_text t = {0};
+	struct bl_http_stats hs;
+
+	bl_http_server_stats(d->http, &hs);
+	bl_text_printf(&t,
+		       "# HELP ballast_build_info Build information; the value is always 1.\n"
+		       "# TYPE ballast_build_info gauge\nballast_build_info{version=\"%s\"} 1\n"
+		       "# HELP ballast_up 1 while the daemon is ready, 0 while it drains.\n"
+		       "# TYPE ballast_up gauge\nballast_up %d\n"
+		       "# HELP ballast_http_connections_open Open HTTP connections.\n"
+		       "# TYPE ballast_http_connections_open gauge\n"
+		       "ballast_http_connections_open %llu\n"
+		       "# HELP ballast_http_connections_accepted_total Connections accepted.\n"
+		       "# TYPE ballast_http_connections_accepted_total counter\n"
+		       "ballast_http_connections_accepted_total %llu\n"
+		       "# HELP ballast_http_connections_refused_total Connections refused at "
+		       "limits.max_connections.\n"
+		       "# TYPE ballast_http_connections_refused_total counter\n"
+		       "ballast_http_connections_refused_total %llu\n"
+		       "# HELP ballast_http_timeouts_total Idle or slow connections closed.\n"
+		       "# TYPE ballast_http_timeouts_total counter\n"
+		       "ballast_http_timeouts_total %llu\n"
+		       "# HELP ballast_config_reloads_total Config reloads, by result.\n"
+		       "# TYPE ballast_config_reloads_total counter\n"
+		       "ballast_config_reloads_total{result=\"ok\"} %llu\n"
+		       "ballast_config_reloads_total{result=\"refused\"} %llu\n"
+		       "# HELP ballast_snapshot_writes_total State snapshot writes, by result.\n"
+		       "# TYPE ballast_snapshot_writes_total counter\n"
+		       "ballast_snapshot_writes_total{result=\"ok\"} %llu\n"
+		       "ballast_snapshot_writes_total{result=\"error\"} %llu\n"
+		       "# HELP ballast_snapshot_last_success_timestamp_seconds When the last "
+		       "snapshot was written.\n"
+		       "# TYPE ballast_snapshot_last_success_timestamp_seconds gauge\n"
+		       "ballast_snapshot_last_success_timestamp_seconds %.3f\n",
+		       BL_VERSION, d->ready ? 1 : 0, (unsigned long long)hs.connections_open,
+		       (unsigned long long)hs.connections_accepted,
+		       (unsigned long long)hs.connections_refused, (unsigned long long)hs.timeouts,
+		       (unsigned long long)d->reloads, (unsigned long long)d->reload_failures,
+		       (unsigned long long)d->snapshot_writes,
+		       (unsigned long long)d->snapshot_failures, (double)d->snapshot_last_ms / 1000.0);
+	bl_metrics_write_http(d->metrics, &t);
+	bl_metrics_write_process(d->metrics, &t);
+	if (t.failed) {
+		bl_text_free(&t);
+		bl_http_respond_error(req, 503, "overloaded", "out of memory");
+		return;
+	}
+	bl_http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", t.p, t.len, NULL);
+	bl_text_free(&t);
+}
+
+static json_t *configured_names(const char *const *names, size_t n, const char *status)
+{
+	json_t *obj = json_object();
+
+	for (size_t i = 0; obj && i < n; i++)
+		json_object_set_new(obj, names[i], json_pack("{s:s}", "status", status));
+	return obj;
+}
+
+static void h_state(struct bl_daemon *d, struct bl_http_req *req)
+{
+	struct bl_http_stats hs;
+	struct bl_process_stats ps;
+	const char *names[256];
+	size_t n;
+	json_t *doc, *budgets, *pools;
+	const char *unenforced = "validated; not enforced by this version";
+
+	bl_http_server_stats(d->http, &hs);
+	bl_process_stats_read(&ps);
+	for (n = 0; n < d->cfg->n_budgets && n < 256; n++)
+		names[n] = d->cfg->budgets[n].name;
+	budgets = configured_names(names, n, unenforced);
+	for (n = 0; n < d->cfg->n_pools && n < 256; n++)
+		names[n] = d->cfg->pools[n].name;
+	pools = configured_names(names, n, unenforced);
+
+	doc = json_pack(
+		"{s:{s:s,s:i,s:I,s:f,s:b,s:b,s:s},"
+		" s:{s:s,s:I,s:I,s:I,s:o},"
+		" s:{s:s+,s:I,s:I,s:I,s:o,s:I,s:o,s:{s:b,s:i,s:i,s:i,s:o,s:o}},"
+		" s:{s:I,s:I},"
+		" s:{s:I,s:I,s:I,s:I,s:I,s:I},"
+		" s:{s:f,s:I,s:I,s:I},"
+		" s:o,s:o,s:o,s:o}",
+		"ballast", "version", BL_VERSION, "pid", (int)getpid(), "started_at_ms",
+		(json_int_t)(d->start_wall_s * 1000), "uptime_s",
+		(double)(uv_hrtime() - d->start_mono_ns) / 1e9, "ready", d->ready, "draining",
+		d->shutting_down, "listen", bl_http_server_address(d->http),
+
+		"config", "source", d->config_path ? d->config_path : "<default>", "loaded_at_ms",
+		(json_int_t)d->config_loaded_at_ms, "reloads", (json_int_t)d->reloads,
+		"reload_failures", (json_int_t)d->reload_failures, "last_reload_error",
+		str_or_null(d->last_reload_error),
+
+		"snapshot", "path", d->cfg->state_dir, "/" BL_SNAPSHOT_FILE, "interval_ms",
+		(json_int_t)(d->cfg->snapshot_interval_ns / 1000000), "writes",
+		(json_int_t)d->snapshot_writes, "failures", (json_int_t)d->snapshot_failures,
+		"last_written_at_ms", ms_or_null(d->snapshot_last_ms), "last_bytes",
+		(json_int_t)d->snapshot_last_bytes, "last_error", str_or_null(d->snapshot_last_error),
+		"restored", "found", d->restore.found != 0, "components", d->restore.restored,
+		"skipped", d->restore.skipped, "failed", d->restore.failed, "written_at_ms",
+		ms_or_null(d->restore.written_at_ms), "moved_aside",
+		d->restore.moved_aside ? json_string(d->restore.aside_path) : json_null(),
+
+		"lifetime", "starts", (json_int_t)d->starts, "first_start_ms",
+		(json_int_t)d->first_start_ms,
+
+		"http", "connections_open", (json_int_t)hs.connections_open, "connections_accepted",
+		(json_int_t)hs.connections_accepted, "connections_refused",
+		(json_int_t)hs.connections_refused, "timeouts", (json_int_t)hs.timeouts,
+		"parse_errors", (json_int_t)hs.parse_errors, "requests_total",
+		(json_int_t)bl_metrics_requests_total(d->metrics),
+
+		"process", "cpu_seconds", ps.cpu_seconds, "rss_bytes", (json_int_t)ps.rss_bytes,
+		"open_fds", (json_int_t)ps.open_fds, "max_fds", (json_int_t)ps.max_fds,
+
+		"budgets", budgets, "pools", pools, "memory",
+		d->cfg->memory.configured ? json_pack("{s:s}", "status", unenforced) : json_null(),
+		"autoscaler",
+		d->cfg->autoscaler.configured ? json_pack("{s:s}", "status", unenforced)
+					      : json_null());
+	bl_http_respond_json(req, 200, doc, NULL);
+}
+
+static void h_config(struct bl_daemon *d, struct bl_http_req *req)
+{
+	bl_http_respond_json(req, 200, bl_config_to_json(d->cfg, true), NULL);
+}
+
+static void h_reload(struct bl_daemon *d, struct bl_http_req *req)
+{
+	static const char *const allowed[] = {"dry_run", NULL};
+	struct bl_diags dg = {0};
+	struct bl_json_error e = {0};
+	json_t *body = body_object(req, allowed), *warnings;
+	bool dry_run = false;
+	int rc;
+
+	if (!body)
+		return;
+	if (bl_json_get_bool(body, "dry_run", &dry_run, &e) < 0) {
+		json_decref(body);
+		respond_json_error(req, &e);
+		return;
+	}
+	json_decref(body);
+	warnings = json_array();
+	rc = bl_daemon_reload(d, dry_run, &dg, warnings);
+	if (rc != 0) {
+		bl_http_respond_error_ex(req, 422, "invalid_config",
+					 json_pack("{s:o}", "problems", diags_json(&dg)), NULL,
+					 "%s has %zu problem%s; the running config stays",
+					 d->config_path, dg.n, dg.n == 1 ? "" : "s");
+		json_decref(warnings);
+		bl_diags_cleanup(&dg);
+		return;
+	}
+	bl_diags_cleanup(&dg);
+	bl_http_respond_json(req, 200,
+			     json_pack("{s:b,s:b,s:s,s:o}", "reloaded", !dry_run && d->config_path,
+				       "dry_run", dry_run, "source",
+				       d->config_path ? d->config_path : "<default>", "warnings",
+				       warnings),
+			     NULL);
+}
+
+static void h_snapshot(struct bl_daemon *d, struct bl_http_req *req)
+{
+	static const char *const allowed[] = {NULL};
+	json_t *body = body_object(req, allowed);
+
+	if (!body)
+		return;
+	json_decref(body);
+	if (d->shutting_down) {
+		bl_http_respond_error(req, 503, "draining",
+				      "shutting down: the final snapshot is written on exit");
+		return;
+	}
+	bl_daemon_snapshot_now(d, req); /* answered when the write is done */
+}

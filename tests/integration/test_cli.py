@@ -1,0 +1,87 @@
+"""The `ballast` command: subcommands, exit codes, check and status."""
+import json
+import os
+import tempfile
+import unittest
+
+from harness import SOURCE_DIR, Daemon, run_cli
+
+
+class Cli(unittest.TestCase):
+    def test_version_and_help(self):
+        code, out, _ = run_cli("version")
+        self.assertEqual(code, 0)
+        self.assertRegex(out, r"^ballast \d+\.\d+\.\d+\n$")
+        code, out, _ = run_cli("help")
+        self.assertEqual(code, 0)
+        for cmd in ("serve", "check", "status", "version", "help"):
+            self.assertIn(cmd, out)
+
+    def test_usage_errors_exit_2_with_usage(self):
+        for args in ([], ["frobnicate"], ["check"], ["check", "a", "b"], ["serve", "--bogus"],
+                     ["serve", "--listen", "nonsense"], ["status", "--nope"]):
+            code, _, err = run_cli(*args)
+            self.assertEqual(code, 2, args)
+            self.assertIn("usage: ballast", err)
+
+    def test_check_good_file(self):
+        code, out, _ = run_cli("check", os.path.join(SOURCE_DIR, "examples", "ballast.yaml"))
+        self.assertEqual(code, 0)
+        self.assertIn("ok", out)
+
+    def test_check_points_at_line_and_column(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+            f.write("listen: 127.0.0.1:7070\nbudgets:\n  anthropic:\n"
+                    "    limits: {requests: {limit: 10, per: 1m}}\n"
+                    "    target_utilization: 1.2\n")
+        code, _, err = run_cli("check", f.name)
+        self.assertEqual(code, 1)
+        self.assertIn(f.name + ":5:25: budgets.anthropic.target_utilization: ", err)
+        self.assertIn("0.85..0.95", err)
+        os.unlink(f.name)
+
+    def test_check_missing_file(self):
+        code, _, err = run_cli("check", "/nonexistent/ballast.yaml")
+        self.assertEqual(code, 1)
+        self.assertIn("/nonexistent/ballast.yaml", err)
+
+    def test_serve_refuses_bad_config(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+            f.write("limits: {max_body: lots}\n")
+        code, _, err = run_cli("serve", "-c", f.name, "--listen", "127.0.0.1:0")
+        self.assertEqual(code, 1)
+        self.assertIn(f.name + ":1:", err)
+        self.assertIn("limits.max_body", err)
+        os.unlink(f.name)
+
+    def test_status_against_running_daemon(self):
+        d = Daemon("state_dir: {state_dir}\n").start()
+        try:
+            url = "http://%s" % d.addr
+            code, out, err = run_cli("status", "--url", url)
+            self.assertEqual(code, 0, err)
+            self.assertIn("ready", out)
+            self.assertIn(d.addr, out)
+            code, out, _ = run_cli("status", "--url", url, "--json")
+            self.assertEqual(code, 0)
+            self.assertTrue(json.loads(out)["ballast"]["ready"])
+        finally:
+            self.assertEqual(d.stop(), 0)
+
+    def test_status_unreachable(self):
+        code, _, err = run_cli("status", "--url", "http://127.0.0.1:1")
+        self.assertEqual(code, 1)
+        self.assertIn("cannot reach", err)
+
+    def test_default_config_serves(self):
+        tmp = tempfile.mkdtemp()
+        d = Daemon(workdir=tmp).start()
+        try:
+            self.assertEqual(d.request("GET", "/healthz")[0], 200)
+            self.assertEqual(d.get_json("/v1/state")["config"]["source"], "<default>")
+        finally:
+            self.assertEqual(d.stop(), 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
