@@ -527,6 +527,10 @@ static void scalar_event(struct builder *b, struct fy_event *e)
 			return;
 		}
 		n->plain = fy_token_scalar_style(v) == FYSS_PLAIN;
+		/* libfyaml marks the content; point at the opening quote, right before it. */
+		if ((fy_token_scalar_style(v) == FYSS_SINGLE_QUOTED ||
+		     fy_token_scalar_style(v) == FYSS_DOUBLE_QUOTED) && n->column > 1)
+			n->column--;
 	} else {
 		n->plain = true; /* an empty value: null */
 	}
@@ -555,6 +559,8 @@ static void alias_event(struct builder *b, struct fy_event *e)
 
 	if (!n)
 		return;
+	if (n->column > 1)
+		n->column--; /* libfyaml marks the name; point at the '*' before it */
 	name = a ? fy_token_get_text(a, &len) : "";
 	if (!name) {
 		b->c->err = BL_ENOMEM;
@@ -1586,6 +1592,15 @@ static void load_budget_limits(struct ctx *c, const struct ynode *budget, struct
 	}
 	if (get_u32(c, m, "concurrent", 0, 1000000, &b->concurrent) != GOT_NONE)
 		any = true;
+	/* A misspelt dimension was reported as such: that is the problem to fix. */
+	for (size_t i = 0; i < map_size(m) && !any; i++) {
+		const struct ynode *k = key_scalar(map_key(m, i));
+		bool known = false;
+
+		for (size_t j = 0; k && j < NELEMS(keys); j++)
+			known = known || scalar_is(k, keys[j]);
+		any = !known;
+	}
 	if (!any && !(raw && !is_null(raw) && !m))
 		report(c, m ? m : (raw ? raw : budget),
 		       "a budget needs at least one limit: requests, tokens, input_tokens, "
@@ -1723,7 +1738,7 @@ static void load_budgets(struct ctx *c, const struct ynode *raw)
 static void check_budget_ref(struct ctx *c, const struct ynode *at, const char *name)
 {
 	char shown[SHOW_CAP];
-	const char *cands[16];
+	const char *cands[16] = {0};
 	size_t n = 0;
 	const char *hint;
 
