@@ -224,7 +224,10 @@ const char *bl_waitq_class_name(enum bl_waitq_class cls);
  * is allocated by bl_waitq_tenants_create; nothing after that allocates.
  * When every slot is busy (that many distinct tenants are waiting at once),
  * new names share one overflow slot of weight 1: they keep FIFO order among
- * themselves and compete with the others as a single tenant. Nothing fails. */
+ * themselves and compete with the others as a single tenant. Nothing fails.
+ * (A name that got the overflow slot and later a slot of its own has waiters
+ * in both; FIFO holds within each.) Looking up a known name is O(1); a new
+ * name costs O(capacity) at worst, when few slots are idle. */
 
 /* Longest tenant name, in bytes. */
 #define BL_WAITQ_TENANT_NAME_MAX 64
