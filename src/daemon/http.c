@@ -727,6 +727,10 @@ void bl_http_respond_json(struct bl_http_req *req, int status, json_t *doc,
 
 static void respond_error_v(struct bl_http_req *req, int status, const char *code, json_t *extra,
 			    const char *extra_headers, const char *fmt, va_list ap)
+	__attribute__((format(printf, 6, 0)));
+
+static void respond_error_v(struct bl_http_req *req, int status, const char *code, json_t *extra,
+			    const char *extra_headers, const char *fmt, va_list ap)
 {
 	char msg[1024];
 	json_t *doc;
