@@ -11,24 +11,61 @@
 #include "jsonreq.h"
 #include "log.h"
 
-typedef void (*handler_fn)(struct bl_daemon *d, struct bl_http_req *req);
+/* param is the path segment matched by "{}" in the route, or NULL. */
+typedef void (*handler_fn)(struct bl_daemon *d, struct bl_http_req *req, const char *param);
 
 struct route {
 	const char *method;
-	const char *path;   /* exact path */
+	const char *path;   /* the path; one segment may be "{}", matching any non-empty segment */
 	handler_fn handler;
 	bool mutating;      /* needs the bearer token when auth is on */
 };
 
-static void h_healthz(struct bl_daemon *d, struct bl_http_req *req);
-static void h_readyz(struct bl_daemon *d, struct bl_http_req *req);
-static void h_metrics(struct bl_daemon *d, struct bl_http_req *req);
-static void h_state(struct bl_daemon *d, struct bl_http_req *req);
-static void h_config(struct bl_daemon *d, struct bl_http_req *req);
-static void h_reload(struct bl_daemon *d, struct bl_http_req *req);
-static void h_snapshot(struct bl_daemon *d, struct bl_http_req *req);
+/* Longest path segment a "{}" captures. */
+#define MAX_PARAM 128
+
+static void h_healthz(struct bl_daemon *d, struct bl_http_req *req, const char *param);
+static void h_readyz(struct bl_daemon *d, struct bl_http_req *req, const char *param);
+static void h_metrics(struct bl_daemon *d, struct bl_http_req *req, const char *param);
+static void h_state(struct bl_daemon *d, struct bl_http_req *req, const char *param);
+static void h_config(struct bl_daemon *d, struct bl_http_req *req, const char *param);
+static void h_reload(struct bl_daemon *d, struct bl_http_req *req, const char *param);
+static void h_snapshot(struct bl_daemon *d, struct bl_http_req *req, const char *param);
+
+static void h_acquire(struct bl_daemon *d, struct bl_http_req *req, const char *param)
+{
+	(void)param;
+	bl_budgets_acquire(d->budgets, req);
+}
+
+static void h_release(struct bl_daemon *d, struct bl_http_req *req, const char *param)
+{
+	(void)param;
+	bl_budgets_release(d->budgets, req);
+}
+
+static void h_extend(struct bl_daemon *d, struct bl_http_req *req, const char *param)
+{
+	bl_budgets_extend(d->budgets, req, param);
+}
+
+static void h_budgets(struct bl_daemon *d, struct bl_http_req *req, const char *param)
+{
+	(void)param;
+	bl_budgets_list(d->budgets, req);
+}
+
+static void h_budget(struct bl_daemon *d, struct bl_http_req *req, const char *param)
+{
+	bl_budgets_get(d->budgets, req, param);
+}
 
 static const struct route routes[] = {
+	{"POST", "/v1/acquire", h_acquire, true},
+	{"POST", "/v1/release", h_release, true},
+	{"POST", "/v1/leases/{}/extend", h_extend, true},
+	{"GET", "/v1/budgets", h_budgets, false},
+	{"GET", "/v1/budgets/{}", h_budget, false},
 	{"GET", "/healthz", h_healthz, false},
 	{"GET", "/readyz", h_readyz, false},
 	{"GET", "/metrics", h_metrics, false},
@@ -111,14 +148,35 @@ static json_t *str_or_null(const char *s)
 
 /* ---- dispatch --------------------------------------------------------- */
 
+/* Matches path against pattern; a "{}" segment captures into param. */
+static bool path_match(const char *pattern, const char *path, char *param, size_t cap)
+{
+	const char *open = strstr(pattern, "{}");
+	size_t pre, post, seg;
+
+	if (!open)
+		return strcmp(pattern, path) == 0;
+	pre = (size_t)(open - pattern);
+	post = strlen(open + 2);
+	if (strncmp(pattern, path, pre) != 0 || strlen(path) < pre + post)
+		return false;
+	seg = strlen(path) - pre - post;
+	if (strcmp(path + pre + seg, open + 2) != 0 || seg == 0 || seg >= cap ||
+	    memchr(path + pre, '/', seg))
+		return false;
+	memcpy(param, path + pre, seg);
+	param[seg] = '\0';
+	return true;
+}
+
 void bl_api_handle(void *ctx, struct bl_http_req *req)
 {
 	struct bl_daemon *d = ctx;
-	char allow[64] = "";
+	char allow[64] = "", param[MAX_PARAM];
 	size_t n = 0;
 
 	for (size_t i = 0; i < N_ROUTES; i++) {
-		if (strcmp(routes[i].path, req->path) != 0)
+		if (!path_match(routes[i].path, req->path, param, sizeof param))
 			continue;
 		if (strcmp(routes[i].method, req->method) == 0) {
 			req->route = routes[i].path;
@@ -128,7 +186,7 @@ void bl_api_handle(void *ctx, struct bl_http_req *req)
 						      "<token>' with the token from auth.token_file");
 				return;
 			}
-			routes[i].handler(d, req);
+			routes[i].handler(d, req, strstr(routes[i].path, "{}") ? param : NULL);
 			return;
 		}
 		n += (size_t)snprintf(allow + n, sizeof allow - n, "%s%s", n ? ", " : "",
@@ -167,16 +225,18 @@ void bl_api_done(void *ctx, const struct bl_http_req *req, int status, uint64_t 
 
 /* ---- handlers --------------------------------------------------------- */
 
-static void h_healthz(struct bl_daemon *d, struct bl_http_req *req)
+static void h_healthz(struct bl_daemon *d, struct bl_http_req *req, const char *param)
 {
+	(void)param;
 	static const char ok[] = "{\"status\":\"ok\"}\n";
 
 	(void)d;
 	bl_http_respond(req, 200, "application/json", ok, sizeof ok - 1, NULL);
 }
 
-static void h_readyz(struct bl_daemon *d, struct bl_http_req *req)
+static void h_readyz(struct bl_daemon *d, struct bl_http_req *req, const char *param)
 {
+	(void)param;
 	if (d->ready) {
 		static const char ok[] = "{\"status\":\"ready\"}\n";
 		bl_http_respond(req, 200, "application/json", ok, sizeof ok - 1, NULL);
@@ -187,8 +247,9 @@ static void h_readyz(struct bl_daemon *d, struct bl_http_req *req)
 					       : "starting: state not restored yet");
 }
 
-static void h_metrics(struct bl_daemon *d, struct bl_http_req *req)
+static void h_metrics(struct bl_daemon *d, struct bl_http_req *req, const char *param)
 {
+	(void)param;
 	struct bl_text t = {0};
 	struct bl_http_stats hs;
 
@@ -229,6 +290,7 @@ static void h_metrics(struct bl_daemon *d, struct bl_http_req *req)
 		       (unsigned long long)d->reloads, (unsigned long long)d->reload_failures,
 		       (unsigned long long)d->snapshot_writes,
 		       (unsigned long long)d->snapshot_failures, (double)d->snapshot_last_ms / 1000.0);
+	bl_budgets_write_metrics(d->budgets, &t);
 	bl_metrics_write_http(d->metrics, &t);
 	bl_metrics_write_process(d->metrics, &t);
 	if (t.failed) {
@@ -249,8 +311,9 @@ static json_t *configured_names(const char *const *names, size_t n, const char *
 	return obj;
 }
 
-static void h_state(struct bl_daemon *d, struct bl_http_req *req)
+static void h_state(struct bl_daemon *d, struct bl_http_req *req, const char *param)
 {
+	(void)param;
 	struct bl_http_stats hs;
 	struct bl_process_stats ps;
 	const char *names[256];
@@ -260,9 +323,7 @@ static void h_state(struct bl_daemon *d, struct bl_http_req *req)
 
 	bl_http_server_stats(d->http, &hs);
 	bl_process_stats_read(&ps);
-	for (n = 0; n < d->cfg->n_budgets && n < 256; n++)
-		names[n] = d->cfg->budgets[n].name;
-	budgets = configured_names(names, n, unenforced);
+	budgets = bl_budgets_json(d->budgets);
 	for (n = 0; n < d->cfg->n_pools && n < 256; n++)
 		names[n] = d->cfg->pools[n].name;
 	pools = configured_names(names, n, unenforced);
@@ -315,13 +376,15 @@ static void h_state(struct bl_daemon *d, struct bl_http_req *req)
 	bl_http_respond_json(req, 200, doc, NULL);
 }
 
-static void h_config(struct bl_daemon *d, struct bl_http_req *req)
+static void h_config(struct bl_daemon *d, struct bl_http_req *req, const char *param)
 {
+	(void)param;
 	bl_http_respond_json(req, 200, bl_config_to_json(d->cfg, true), NULL);
 }
 
-static void h_reload(struct bl_daemon *d, struct bl_http_req *req)
+static void h_reload(struct bl_daemon *d, struct bl_http_req *req, const char *param)
 {
+	(void)param;
 	static const char *const allowed[] = {"dry_run", NULL};
 	struct bl_diags dg = {0};
 	struct bl_json_error e = {0};
@@ -357,8 +420,9 @@ static void h_reload(struct bl_daemon *d, struct bl_http_req *req)
 			     NULL);
 }
 
-static void h_snapshot(struct bl_daemon *d, struct bl_http_req *req)
+static void h_snapshot(struct bl_daemon *d, struct bl_http_req *req, const char *param)
 {
+	(void)param;
 	static const char *const allowed[] = {NULL};
 	json_t *body = body_object(req, allowed);
 

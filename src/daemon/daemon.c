@@ -165,9 +165,6 @@ static void log_diags(const struct bl_diags *diags, const char *what)
  * but not yet acted on by this version: never silently ignored. */
 static void log_unenforced(const struct bl_config *cfg)
 {
-	if (cfg->n_budgets)
-		bl_log(BL_LOG_WARN, "budgets are validated but not enforced by this version",
-		       "count=%zu", cfg->n_budgets);
 	if (cfg->n_pools)
 		bl_log(BL_LOG_WARN, "pools are validated but not enforced by this version",
 		       "count=%zu", cfg->n_pools);
@@ -366,6 +363,13 @@ static void schedule_snapshots(struct bl_daemon *d)
 
 /* ---- reload ----------------------------------------------------------- */
 
+/* Reports a problem found after parsing (token file, budget limits) like
+ * any other config problem. Returns 0 or BL_ENOMEM. */
+static int add_diag(struct bl_diags *dg, const char *file, const char *path, const char *msg)
+{
+	return bl_diags_add(dg, file, 0, 0, path, "%s", msg);
+}
+
 int bl_daemon_reload(struct bl_daemon *d, bool dry_run, struct bl_diags *diags, json_t *warnings)
 {
 	struct bl_diags local = {0};
@@ -388,27 +392,18 @@ int bl_daemon_reload(struct bl_daemon *d, bool dry_run, struct bl_diags *diags, 
 	if (next->auth_token_file) {
 		token = read_token(next->auth_token_file, &token_len, err, sizeof err);
 		if (!token) {
-			size_t i = dg->n;
 			rc = BL_EIO;
-			/* Report it as a diagnostic like any other config problem. */
-			if (dg->n == dg->cap) {
-				size_t cap = dg->cap ? dg->cap * 2 : 4;
-				struct bl_diag *items = realloc(dg->items, cap * sizeof *items);
-				if (!items)
-					goto refused;
-				dg->items = items;
-				dg->cap = cap;
-			}
-			dg->items[i] = (struct bl_diag){.file = strdup(d->config_path),
-							.path = strdup("auth.token_file"),
-							.message = strdup(err)};
-			if (!dg->items[i].file || !dg->items[i].path || !dg->items[i].message) {
-				free(dg->items[i].file);
-				free(dg->items[i].path);
-				free(dg->items[i].message);
+			add_diag(dg, d->config_path, "auth.token_file", err);
+			goto refused;
+		}
+	}
+	{
+		char why[512];
+
+		if (bl_budgets_check(next, why, sizeof why) != 0) {
+			rc = BL_EINVAL;
+			if (add_diag(dg, d->config_path, "budgets", why) != 0)
 				goto refused;
-			}
-			dg->n++;
 			goto refused;
 		}
 	}
@@ -438,6 +433,15 @@ int bl_daemon_reload(struct bl_daemon *d, bool dry_run, struct bl_diags *diags, 
 		next->listen_port = d->cfg->listen_port;
 		tmp = next->state_dir, next->state_dir = d->cfg->state_dir, d->cfg->state_dir = tmp;
 	}
+	{
+		char why[512];
+
+		if (bl_budgets_apply(d->budgets, next, why, sizeof why) != 0) {
+			rc = BL_ENOMEM;
+			add_diag(dg, d->config_path, "budgets", why);
+			goto refused;
+		}
+	}
 	bl_config_destroy(d->cfg);
 	d->cfg = next;
 	free(d->auth_token);
@@ -459,6 +463,7 @@ int bl_daemon_reload(struct bl_daemon *d, bool dry_run, struct bl_diags *diags, 
 	return 0;
 
 refused:
+	bl_config_destroy(next);
 	if (!dry_run) {
 		d->reload_failures++;
 		if (dg->n)
@@ -489,6 +494,7 @@ static void shutdown_finish(struct bl_daemon *d)
 	if (!d->final_snapshot_done) {
 		d->final_snapshot_done = true;
 		/* Take the shutdown snapshot now that nothing can change state. */
+		bl_budgets_mark_clean(d->budgets);
 		snapshot_start(d);
 		if (d->snapshot_in_flight)
 			return; /* snapshot_write_done comes back here */
@@ -532,6 +538,7 @@ static void begin_shutdown(struct bl_daemon *d, const char *why)
 	d->ready = false;
 	uv_timer_stop(&d->snapshot_timer);
 	bl_log(BL_LOG_INFO, "draining", "signal=%s", why);
+	bl_budgets_shutdown(d->budgets);
 	uv_timer_start(&d->drain_deadline, on_drain_deadline, DRAIN_DEADLINE_MS, 0);
 	bl_http_server_drain(d->http, on_drained, d);
 }
@@ -623,25 +630,31 @@ int bl_daemon_run(const struct bl_daemon_options *opts)
 	}
 	raise_fd_limit(d->cfg->max_connections);
 
+	if (bl_budgets_create(d->loop, d->cfg, &d->budgets, err, sizeof err) != 0) {
+		bl_log(BL_LOG_ERROR, "cannot start", "error=%s", bl_log_quote(q, sizeof q, err));
+		goto out;
+	}
 	/* State first: nothing is answered before what was promised is back. */
 	if (bl_snapshot_create(d->cfg->state_dir, &d->snap) != 0 ||
-	    bl_snapshot_register(d->snap, "daemon", daemon_save, daemon_restore, d) != 0)
-		goto out;
+	    bl_snapshot_register(d->snap, "daemon", daemon_save, daemon_restore, d) != 0 ||
+	    bl_snapshot_register(d->snap, "budgets", bl_budgets_save, bl_budgets_restore,
+				 d->budgets) != 0)
+		goto out_loop;
 	rc = bl_snapshot_restore(d->snap, bl_daemon_wall_ms(), &d->restore);
 	if (rc != 0) {
 		bl_log(BL_LOG_ERROR, "cannot read the state snapshot", "state_dir=%s error=%s",
 		       bl_log_quote(q, 150, d->cfg->state_dir), bl_strerror(rc));
-		goto out;
+		goto out_loop;
 	}
 	d->starts++;
 	if (d->first_start_ms == 0)
 		d->first_start_ms = bl_daemon_wall_ms();
 
 	if (bl_metrics_create(d->start_wall_s, &d->metrics) != 0)
-		goto out;
+		goto out_loop;
 	lim = limits_of(d->cfg);
 	if (bl_http_server_create(d->loop, &lim, bl_api_handle, bl_api_done, d, &d->http) != 0)
-		goto out;
+		goto out_loop;
 	if (bl_http_server_listen(d->http, host, port, err, sizeof err) != 0) {
 		bl_log(BL_LOG_ERROR, "cannot listen", "error=%s", bl_log_quote(q, sizeof q, err));
 		goto out_loop;
@@ -675,12 +688,16 @@ int bl_daemon_run(const struct bl_daemon_options *opts)
 	goto out_loop_closed;
 
 out_loop:
-	bl_http_server_close_all(d->http);
+	if (d->http)
+		bl_http_server_close_all(d->http);
+	if (d->budgets)
+		bl_budgets_shutdown(d->budgets);
 	uv_run(d->loop, UV_RUN_DEFAULT);
 out_loop_closed:
 	uv_loop_close(d->loop);
 out:
 	bl_http_server_destroy(d->http);
+	bl_budgets_destroy(d->budgets);
 	bl_metrics_destroy(d->metrics);
 	bl_snapshot_destroy(d->snap);
 	bl_config_destroy(d->cfg);

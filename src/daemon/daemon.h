@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "budgets.h"
 #include "config.h"
 #include "http.h"
 #include "metrics.h"
@@ -33,6 +34,7 @@ struct bl_daemon {
 	struct bl_http_server *http;
 	struct bl_metrics *metrics;
 	struct bl_snapshot *snap;
+	struct bl_budgets *budgets;       /* rate budgets, leases, waiters */
 	uv_signal_t sig_term, sig_int, sig_hup;
 	uv_timer_t snapshot_timer;        /* periodic snapshot */
 	uv_timer_t drain_deadline;        /* forces shutdown if draining takes too long */

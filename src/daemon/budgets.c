@@ -1,0 +1,1570 @@
+/* Rate budgets in the daemon. See budgets.h and docs/internals/rate-budgets.md.
+ *
+ * Every acquire goes through the budget's waiting queue, even one that will
+ * not wait: it is pushed, the queue is pumped (admitting from its head while
+ * the core budget admits), and if it is still queued it either waits for its
+ * wait_ms or is taken out again and answered 429. One path for everyone keeps
+ * arrivals from jumping ahead of waiters and keeps priorities and tenant
+ * fairness exact.
+ */
+#include "budgets.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "ballast/budget.h"
+#include "ballast/error.h"
+#include "ballast/lease.h"
+#include "ballast/ratelimit_headers.h"
+#include "ballast/units.h"
+#include "ballast/waitq.h"
+#include "jsonreq.h"
+#include "log.h"
+
+#define MAX_LEASES 1000000       /* live leases across all budgets */
+#define MAX_WAIT_MS 60000        /* longest wait_ms accepted */
+#define MAX_TTL_MS (INT64_C(24) * 3600 * 1000)
+#define MAX_UNITS (UINT64_C(1) << 40) /* most units one request may name */
+#define TENANT_SLOTS 4096        /* distinct tenants waiting at once, per budget */
+#define DEFAULT_TENANT "default"
+#define MAX_PROVIDER_HEADERS 64
+#define CONCURRENCY_RETRY_MS 100 /* retry hint when only a release can help */
+
+struct budget_rt;
+
+/* A request in a budget's waiting queue. */
+struct waiter {
+	struct bl_waitq_node node;   /* in budget->q */
+	struct budget_rt *budget;
+	struct bl_http_req *req;     /* answered when admitted, timed out or cancelled */
+	struct bl_amounts want;      /* what it asks for */
+	uint64_t start_ns;           /* monotonic, when it arrived */
+	int64_t wait_ms;             /* how long it may wait */
+	uv_timer_t deadline;         /* running when it waits */
+	bool has_timer;              /* deadline was initialised (free on its close) */
+	bool answered;               /* pump() answered it (200, or 400/503) */
+	int64_t ttl_ms;              /* lease TTL */
+	char tenant[BL_WAITQ_TENANT_NAME_MAX + 1];
+};
+
+/* A granted lease. */
+struct lease_rt {
+	struct bl_lease_node node;   /* id and expiry */
+	struct budget_rt *budget;
+	uint64_t ticket;             /* from the core, for release */
+	struct bl_amounts reserved;  /* what acquire took (normalized) */
+	bl_time_ns acquired_ns;      /* monotonic */
+	char tenant[BL_WAITQ_TENANT_NAME_MAX + 1];
+};
+
+struct budget_rt {
+	char *name;
+	struct bl_budgets *bs;
+	struct bl_budget b;          /* the core policy */
+	struct bl_budget_limits limits;
+	struct bl_waitq q;
+	struct bl_waitq_tenants *tenants;
+	uv_timer_t wake;             /* fires when the queue's head may conform */
+	bl_time_ns wake_at_ns;       /* armed for this time; 0 = not armed */
+	int64_t lease_ttl_ns;
+	uint32_t max_queue;
+	uint32_t leases;             /* live leases of this budget */
+	uint64_t capacity[BL_DIM_COUNT]; /* most units one request may take, per dimension */
+	struct bl_budget_decision head;  /* why the queue's head waits (valid if head_ns) */
+	bl_time_ns head_ns;              /* when head was decided; 0 = queue not blocked */
+	bool retired;                /* removed from the config: admits nothing */
+	bool closing;                /* wake timer closing: freed in its callback */
+	uint64_t granted;            /* acquires answered 200 */
+	uint64_t granted_after_wait; /* ... of which had to wait */
+	uint64_t denied;             /* acquires answered 429 rate_limited */
+	uint64_t queue_full;         /* acquires answered 429 queue_full */
+	uint64_t wait_timeouts;      /* waiters whose wait_ms ran out */
+	uint64_t cancelled;          /* waiters whose client went away */
+	uint64_t headers_malformed;  /* provider header values ignored */
+	uint64_t outcomes[5];        /* releases by outcome */
+	struct budget_rt *next;
+};
+
+struct bl_budgets {
+	uv_loop_t *loop;
+	struct budget_rt *list;      /* in config order; retired ones at the end */
+	struct bl_lease_table *leases;
+	uv_timer_t expiry;           /* fires at the first lease expiry */
+	bl_time_ns expiry_at_ns;
+	uint64_t rng;                /* lease id generator state */
+	bool shutting_down;
+	bool clean;                  /* the next snapshot is the clean-stop one */
+	uint64_t leases_restored;
+	uint64_t leases_dropped;     /* restored leases whose budget is gone */
+};
+
+static const char *const outcome_names[5] = {"ok", "error", "timeout", "rate_limited", "cancelled"};
+enum { OUT_OK, OUT_ERROR, OUT_TIMEOUT, OUT_RATE_LIMITED, OUT_CANCELLED };
+
+static void pump(struct budget_rt *br);
+static void waiter_free(struct waiter *w);
+static void arm_expiry(struct bl_budgets *bs);
+
+/* ---- time ---------------------------------------------------------------- */
+
+static bl_time_ns mono_now(void)
+{
+	return (bl_time_ns)uv_hrtime();
+}
+
+static int64_t wall_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * BL_NS_PER_S + ts.tv_nsec;
+}
+
+/* Monotonic to wall clock and back, for snapshots: 0 stays 0 ("never"). */
+static int64_t to_wall(bl_time_ns t, int64_t offset)
+{
+	return t ? t + offset : 0;
+}
+
+static bl_time_ns from_wall(int64_t w, int64_t offset)
+{
+	bl_time_ns t;
+
+	if (!w)
+		return 0;
+	t = w - offset;
+	return t > 0 ? t : 1;
+}
+
+static int64_t mono_to_wall_ms(bl_time_ns t)
+{
+	return (t - mono_now() + wall_ns()) / BL_NS_PER_MS;
+}
+
+static int64_t ceil_ms(int64_t ns)
+{
+	return ns <= 0 ? 0 : (ns + BL_NS_PER_MS - 1) / BL_NS_PER_MS;
+}
+
+/* ---- ids ------------------------------------------------------------------- */
+
+static uint64_t next_id(struct bl_budgets *bs)
+{
+	/* xorshift64*, seeded from getrandom: ids are unique and hard to guess. */
+	uint64_t x = bs->rng;
+
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	bs->rng = x;
+	return x * UINT64_C(2685821657736338717);
+}
+
+static void format_id(uint64_t id, char out[17])
+{
+	snprintf(out, 17, "%016" PRIx64, id);
+}
+
+static bool parse_id(const char *s, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	if (strlen(s) != 16)
+		return false;
+	for (int i = 0; i < 16; i++) {
+		char c = s[i];
+		int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+		if (d < 0)
+			return false;
+		v = v << 4 | (uint64_t)d;
+	}
+	*out = v;
+	return v != 0;
+}
+
+/* ---- config -------------------------------------------------------------- */
+
+static void limits_from_config(const struct bl_cfg_budget *cb, struct bl_budget_limits *l)
+{
+	static const enum bl_dim map[BL_CFG_DIM_COUNT] = {
+		[BL_CFG_DIM_REQUESTS] = BL_DIM_REQUESTS,
+		[BL_CFG_DIM_TOKENS] = BL_DIM_TOKENS,
+		[BL_CFG_DIM_INPUT_TOKENS] = BL_DIM_INPUT_TOKENS,
+		[BL_CFG_DIM_OUTPUT_TOKENS] = BL_DIM_OUTPUT_TOKENS,
+	};
+
+	bl_budget_limits_default(l);
+	for (int i = 0; i < BL_CFG_DIM_COUNT; i++) {
+		if (!cb->limits[i].set)
+			continue;
+		l->rate[map[i]].limit = cb->limits[i].limit;
+		l->rate[map[i]].per_ns = cb->limits[i].per_ns;
+	}
+	l->concurrent = cb->concurrent;
+	l->target_utilization = cb->target_utilization;
+	l->burst = cb->burst;
+	l->adaptive_decrease = cb->adaptive_decrease;
+	l->adaptive_increase = cb->adaptive_increase;
+	l->adaptive_period_ns = cb->adaptive_period_ns;
+}
+
+static int tenants_from_config(struct bl_waitq_tenants *tbl, const struct bl_cfg_budget *cb)
+{
+	struct bl_waitq_tenant_config tc[256];
+	size_t n = cb->n_tenants < 256 ? cb->n_tenants : 256;
+
+	for (size_t i = 0; i < n; i++)
+		tc[i] = (struct bl_waitq_tenant_config){cb->tenants[i].name,
+							strlen(cb->tenants[i].name),
+							cb->tenants[i].weight};
+	return bl_waitq_tenants_configure(tbl, tc, n);
+}
+
+int bl_budgets_check(const struct bl_config *cfg, char *err, size_t errcap)
+{
+	for (size_t i = 0; i < cfg->n_budgets; i++) {
+		struct bl_budget_limits l;
+		char why[256];
+
+		limits_from_config(&cfg->budgets[i], &l);
+		if (bl_budget_limits_check(&l, why, sizeof why) != 0) {
+			snprintf(err, errcap, "budgets.%s: %s", cfg->budgets[i].name, why);
+			return BL_EINVAL;
+		}
+		if (cfg->budgets[i].n_tenants > 256) {
+			snprintf(err, errcap, "budgets.%s.tenants: at most 256 are accepted",
+				 cfg->budgets[i].name);
+			return BL_EINVAL;
+		}
+	}
+	return 0;
+}
+
+static struct budget_rt *find_budget(struct bl_budgets *bs, const char *name, bool any)
+{
+	for (struct budget_rt *br = bs->list; br; br = br->next)
+		if (strcmp(br->name, name) == 0 && (any || !br->retired))
+			return br;
+	return NULL;
+}
+
+/* Caches each dimension's burst capacity: checked on every acquire. */
+static void refresh_capacity(struct budget_rt *br)
+{
+	struct bl_budget_stats st;
+
+	bl_budget_stats(&br->b, mono_now(), &st);
+	for (int d = 0; d < BL_DIM_COUNT; d++)
+		br->capacity[d] = st.dim[d].limit ? st.dim[d].capacity : UINT64_MAX;
+}
+
+static void on_wake_closed(uv_handle_t *h)
+{
+	struct budget_rt *br = h->data;
+
+	bl_waitq_cleanup(&br->q);
+	bl_waitq_tenants_destroy(br->tenants);
+	free(br->name);
+	free(br);
+}
+
+static void on_wake(uv_timer_t *t)
+{
+	struct budget_rt *br = t->data;
+
+	br->wake_at_ns = 0;
+	pump(br);
+}
+
+static struct budget_rt *budget_new(struct bl_budgets *bs, const struct bl_cfg_budget *cb,
+				    char *err, size_t errcap)
+{
+	struct budget_rt *br = calloc(1, sizeof *br);
+	int rc;
+
+	if (!br || !(br->name = strdup(cb->name)))
+		goto oom;
+	br->bs = bs;
+	limits_from_config(cb, &br->limits);
+	rc = bl_budget_init(&br->b, &br->limits);
+	if (rc != 0) {
+		char why[256];
+		bl_budget_limits_check(&br->limits, why, sizeof why);
+		snprintf(err, errcap, "budgets.%s: %s", cb->name, why);
+		free(br->name);
+		free(br);
+		return NULL;
+	}
+	if (bl_waitq_init(&br->q, cb->max_queue ? cb->max_queue : 1, 0) != 0 ||
+	    bl_waitq_tenants_create(TENANT_SLOTS, &br->tenants) != 0 ||
+	    tenants_from_config(br->tenants, cb) != 0)
+		goto oom;
+	br->lease_ttl_ns = cb->lease_ttl_ns;
+	br->max_queue = cb->max_queue;
+	refresh_capacity(br);
+	uv_timer_init(bs->loop, &br->wake);
+	br->wake.data = br;
+	return br;
+oom:
+	if (br) {
+		bl_waitq_tenants_destroy(br->tenants);
+		free(br->name);
+		free(br);
+	}
+	snprintf(err, errcap, "out of memory creating budget '%s'", cb->name);
+	return NULL;
+}
+
+/* Frees a retired budget once nothing refers to it. */
+static void budget_maybe_free(struct bl_budgets *bs, struct budget_rt *br)
+{
+	struct budget_rt **pp;
+
+	if (!br->retired || br->leases || bl_waitq_length(&br->q) || br->closing)
+		return;
+	for (pp = &bs->list; *pp && *pp != br; pp = &(*pp)->next)
+		;
+	if (*pp)
+		*pp = br->next;
+	br->closing = true;
+	uv_close((uv_handle_t *)&br->wake, on_wake_closed);
+}
+
+static void on_expiry(uv_timer_t *t);
+
+int bl_budgets_create(uv_loop_t *loop, const struct bl_config *cfg, struct bl_budgets **out,
+		      char *err, size_t errcap)
+{
+	struct bl_budgets *bs = calloc(1, sizeof *bs);
+	struct budget_rt **tail;
+
+	if (!bs) {
+		snprintf(err, errcap, "out of memory");
+		return BL_ENOMEM;
+	}
+	bs->loop = loop;
+	if (getrandom(&bs->rng, sizeof bs->rng, 0) != sizeof bs->rng || bs->rng == 0)
+		bs->rng = (uint64_t)wall_ns() ^ UINT64_C(0x9e3779b97f4a7c15);
+	if (bl_lease_table_create(MAX_LEASES, &bs->leases) != 0) {
+		free(bs);
+		snprintf(err, errcap, "out of memory for the lease table");
+		return BL_ENOMEM;
+	}
+	uv_timer_init(loop, &bs->expiry);
+	bs->expiry.data = bs;
+	tail = &bs->list;
+	for (size_t i = 0; i < cfg->n_budgets; i++) {
+		struct budget_rt *br = budget_new(bs, &cfg->budgets[i], err, errcap);
+
+		if (!br) {
+			bl_budgets_shutdown(bs);
+			uv_run(loop, UV_RUN_NOWAIT); /* let the timers close */
+			bl_budgets_destroy(bs);
+			return BL_EINVAL;
+		}
+		*tail = br;
+		tail = &br->next;
+	}
+	*out = bs;
+	return 0;
+}
+
+int bl_budgets_apply(struct bl_budgets *bs, const struct bl_config *cfg, char *err, size_t errcap)
+{
+	struct budget_rt *fresh = NULL, **ftail = &fresh, *br, *next;
+	bl_time_ns now = mono_now();
+
+	/* First everything that can fail: the new budgets. */
+	for (size_t i = 0; i < cfg->n_budgets; i++) {
+		if (find_budget(bs, cfg->budgets[i].name, true))
+			continue;
+		br = budget_new(bs, &cfg->budgets[i], err, errcap);
+		if (!br) {
+			for (br = fresh; br; br = next) {
+				next = br->next;
+				br->closing = true;
+				uv_close((uv_handle_t *)&br->wake, on_wake_closed);
+			}
+			return BL_EINVAL;
+		}
+		*ftail = br;
+		ftail = &br->next;
+	}
+	/* Then what cannot: reconfigure the kept ones, retire the dropped ones. */
+	for (br = bs->list; br; br = br->next) {
+		const struct bl_cfg_budget *cb = bl_config_budget(cfg, br->name);
+		struct bl_budget_limits l;
+
+		if (!cb) {
+			br->retired = true;
+			continue;
+		}
+		limits_from_config(cb, &l);
+		if (bl_budget_reconfigure(&br->b, &l, now) == 0)
+			br->limits = l;
+		refresh_capacity(br);
+		br->retired = false;
+		br->lease_ttl_ns = cb->lease_ttl_ns;
+		br->max_queue = cb->max_queue;
+		bl_waitq_set_max(&br->q, cb->max_queue ? cb->max_queue : 1);
+		if (tenants_from_config(br->tenants, cb) != 0)
+			bl_log(BL_LOG_WARN, "tenant weights not applied", "budget=%s", br->name);
+	}
+	*ftail = NULL;
+	if (fresh) {
+		struct budget_rt **tail = &bs->list;
+		while (*tail)
+			tail = &(*tail)->next;
+		*tail = fresh;
+	}
+	for (br = bs->list; br; br = next) {
+		next = br->next;
+		if (br->retired) {
+			/* Waiters of a removed budget are told, leases may still come back. */
+			struct bl_waitq_node *n;
+			while ((n = bl_waitq_pop(&br->q))) {
+				struct waiter *w = BL_WAITQ_ENTRY(n, struct waiter, node);
+
+				w->req->on_abort = NULL;
+				bl_http_respond_error(w->req, 404, "unknown_budget",
+						      "budget '%s' was removed by a config reload",
+						      br->name);
+				waiter_free(w);
+			}
+			uv_timer_stop(&br->wake);
+			budget_maybe_free(bs, br);
+		} else {
+			pump(br);
+		}
+	}
+	return 0;
+}
+
+/* ---- answering waiters ----------------------------------------------------- */
+
+static void on_waiter_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static void waiter_free(struct waiter *w)
+{
+	if (w->has_timer) {
+		uv_timer_stop(&w->deadline);
+		uv_close((uv_handle_t *)&w->deadline, on_waiter_closed);
+	} else {
+		free(w);
+	}
+}
+
+static void respond_rate_limited(struct bl_http_req *req, struct budget_rt *br, const char *code,
+				 int64_t retry_ms, const char *reason, int64_t waited_ms,
+				 const char *fmt_detail)
+{
+	char hdr[64];
+
+	if (retry_ms < 1)
+		retry_ms = 1;
+	snprintf(hdr, sizeof hdr, "Retry-After: %lld\r\n", (long long)((retry_ms + 999) / 1000));
+	bl_http_respond_error_ex(req, 429, code,
+				 json_pack("{s:I,s:s,s:s,s:I}", "retry_after_ms", (json_int_t)retry_ms,
+					   "budget", br->name, "reason", reason, "waited_ms",
+					   (json_int_t)waited_ms),
+				 hdr, "budget '%s' %s; retry in %lld ms", br->name, fmt_detail,
+				 (long long)retry_ms);
+}
+
+/* When the head of the queue can next be admitted, and why it waits. */
+struct hold {
+	int64_t retry_ms;
+	const char *reason;
+	char detail[160];
+};
+
+static void describe_hold(struct budget_rt *br, const struct bl_budget_decision *dec,
+			  bl_time_ns now, struct hold *h)
+{
+	if (dec->wait & BL_BUDGET_WAIT_PAUSE) {
+		h->reason = "paused";
+		snprintf(h->detail, sizeof h->detail,
+			 "is paused after a provider 429 (honouring its retry-after)");
+	} else if (dec->wait & BL_BUDGET_WAIT_RATE) {
+		h->reason = "rate";
+		snprintf(h->detail, sizeof h->detail, "is at its %s rate", bl_dim_name(dec->dim));
+	} else {
+		h->reason = "concurrency";
+		snprintf(h->detail, sizeof h->detail, "has all %u concurrent slots in use",
+			 br->limits.concurrent);
+	}
+	h->retry_ms = dec->retry_at_ns ? ceil_ms(dec->retry_at_ns - now) : CONCURRENCY_RETRY_MS;
+}
+
+static void grant(struct budget_rt *br, struct waiter *w, uint64_t ticket, bl_time_ns now)
+{
+	struct bl_budgets *bs = br->bs;
+	struct lease_rt *l = calloc(1, sizeof *l);
+	struct bl_budget_reconcile rec;
+	char id[17];
+	int64_t waited_ms = (int64_t)((uint64_t)now - w->start_ns) / BL_NS_PER_MS;
+	int rc = BL_ENOMEM;
+
+	w->answered = true;
+	w->req->on_abort = NULL;
+	if (l) {
+		l->budget = br;
+		l->ticket = ticket;
+		l->reserved = w->want;
+		bl_amounts_normalize(&l->reserved);
+		l->acquired_ns = now;
+		l->node.expires_ns = now + w->ttl_ms * BL_NS_PER_MS;
+		snprintf(l->tenant, sizeof l->tenant, "%s", w->tenant);
+		for (int tries = 0; tries < 8; tries++) {
+			l->node.id = next_id(bs);
+			rc = bl_lease_insert(bs->leases, &l->node);
+			if (rc != BL_EEXIST)
+				break;
+		}
+	}
+	if (rc != 0) {
+		/* Give the units back: no lease will ever release them. */
+		bl_budget_release(&br->b, &w->want, &(struct bl_amounts){{0}}, ticket, now, &rec);
+		free(l);
+		bl_http_respond_error(w->req, 503, "overloaded",
+				      rc == BL_EFULL ? "the lease table is full (%d live leases)"
+						     : "out of memory for a lease",
+				      MAX_LEASES);
+		return;
+	}
+	br->leases++;
+	br->granted++;
+	if (waited_ms > 0 || w->has_timer)
+		br->granted_after_wait++;
+	format_id(l->node.id, id);
+	bl_http_respond_json(w->req, 200,
+			     json_pack("{s:s,s:s,s:I,s:I,s:I}", "lease", id, "budget", br->name,
+				       "expires_at_ms", (json_int_t)mono_to_wall_ms(l->node.expires_ns),
+				       "ttl_ms", (json_int_t)w->ttl_ms, "waited_ms",
+				       (json_int_t)waited_ms),
+			     NULL);
+	arm_expiry(bs);
+}
+
+/* Admits from the head of br's queue while the core budget admits; then
+ * remembers why the head waits and arms the wake timer for when it may
+ * conform. A concurrency wait has no time: a release pumps again. */
+static void pump(struct budget_rt *br)
+{
+	struct bl_waitq_node *n;
+
+	br->head_ns = 0;
+	while (!br->retired && !br->bs->shutting_down && (n = bl_waitq_peek(&br->q))) {
+		struct waiter *w = BL_WAITQ_ENTRY(n, struct waiter, node);
+		struct bl_budget_decision dec;
+		bl_time_ns now = mono_now();
+		int rc = bl_budget_acquire(&br->b, &w->want, now, &dec);
+
+		if (rc == BL_EAGAIN) {
+			br->head = dec;
+			br->head_ns = now;
+			if (dec.retry_at_ns && dec.retry_at_ns != br->wake_at_ns) {
+				br->wake_at_ns = dec.retry_at_ns;
+				uv_timer_start(&br->wake, on_wake,
+					       (uint64_t)ceil_ms(dec.retry_at_ns - now), 0);
+			}
+			return;
+		}
+		bl_waitq_pop(&br->q);
+		if (rc == 0) {
+			grant(br, w, dec.ticket, now);
+		} else {
+			/* Checked on arrival; a reload may have shrunk the budget since. */
+			w->answered = true;
+			w->req->on_abort = NULL;
+			bl_http_respond_error(w->req, 400, "too_large",
+					      "%s: the request no longer fits budget '%s' (at most "
+					      "%llu at once)",
+					      bl_dim_name(dec.dim), br->name, (unsigned long long)dec.max);
+		}
+		if (w->has_timer)
+			waiter_free(w); /* the handler frees the others */
+	}
+}
+
+/* Answers a waiter that leaves the queue unadmitted with 429 and a hint:
+ * it is behind the queue's head, so it conforms no sooner than the head. */
+static void deny(struct budget_rt *br, struct waiter *w, bl_time_ns now)
+{
+	struct hold h = {CONCURRENCY_RETRY_MS, "concurrency", ""};
+
+	br->denied++;
+	if (br->head_ns)
+		describe_hold(br, &br->head, br->head_ns, &h);
+	else
+		snprintf(h.detail, sizeof h.detail, "is busy");
+	w->req->on_abort = NULL;
+	respond_rate_limited(w->req, br, "rate_limited", h.retry_ms, h.reason,
+			     (int64_t)((uint64_t)now - w->start_ns) / BL_NS_PER_MS, h.detail);
+}
+
+static void on_deadline(uv_timer_t *t)
+{
+	struct waiter *w = t->data;
+	struct budget_rt *br = w->budget;
+
+	bl_waitq_remove(&br->q, &w->node);
+	br->wait_timeouts++;
+	deny(br, w, mono_now());
+	waiter_free(w);
+	pump(br); /* the head may have changed */
+	budget_maybe_free(br->bs, br);
+}
+
+static void on_waiter_abort(struct bl_http_req *req)
+{
+	struct waiter *w = req->handler_data;
+	struct budget_rt *br = w->budget;
+
+	bl_waitq_remove(&br->q, &w->node);
+	br->cancelled++;
+	req->on_abort = NULL;
+	bl_http_respond(req, 499, "text/plain", "", 0, NULL);
+	waiter_free(w);
+	pump(br);
+	budget_maybe_free(br->bs, br);
+}
+
+/* ---- acquire ---------------------------------------------------------------- */
+
+static int get_units(json_t *body, const char *key, uint64_t *out, bool *given,
+		     struct bl_json_error *e)
+{
+	int64_t v;
+	int rc = bl_json_get_int(body, key, 0, (int64_t)MAX_UNITS, &v, e);
+
+	if (rc < 0)
+		return -1;
+	if (rc == 0) {
+		*out = (uint64_t)v;
+		if (given)
+			*given = true;
+	}
+	return 0;
+}
+
+static void bad_field(struct bl_http_req *req, const struct bl_json_error *e)
+{
+	bl_http_respond_error(req, 400, e->code, "%s", e->message);
+}
+
+void bl_budgets_acquire(struct bl_budgets *bs, struct bl_http_req *req)
+{
+	static const char *const allowed[] = {"budget", "requests", "tokens", "input_tokens",
+					      "output_tokens", "tenant", "priority", "wait_ms",
+					      "ttl_ms", "pool", "key", NULL};
+	struct bl_json_error e = {0};
+	json_t *body = bl_json_decode_object(req->body, req->body_len, false, &e);
+	const char *name = NULL, *tenant = DEFAULT_TENANT, *prio = "normal";
+	struct budget_rt *br;
+	struct waiter *w = NULL;
+	struct bl_waitq_tenant *slot;
+	enum bl_waitq_class cls;
+	int64_t wait_ms = 0, ttl_ms = -1;
+	bool named[BL_DIM_COUNT] = {false};
+	uint64_t cost;
+	int rc;
+
+	if (!body) {
+		bl_http_respond_error_ex(req, 400, e.code,
+					 json_pack("{s:I}", "offset", (json_int_t)e.offset), NULL, "%s",
+					 e.message);
+		return;
+	}
+	if (!bl_json_only_keys(body, allowed, &e))
+		goto bad;
+	if (json_object_get(body, "pool") || json_object_get(body, "key")) {
+		bl_http_respond_error(req, 400, "not_supported",
+				      "'pool' and 'key' route to backend pools, which this version "
+				      "does not enforce yet; acquire from a budget");
+		goto out;
+	}
+	rc = bl_json_get_string(body, "budget", 128, &name, &e);
+	if (rc < 0)
+		goto bad;
+	if (rc == 1) {
+		bl_http_respond_error(req, 400, "invalid_field",
+				      "field 'budget' is required: the name of a configured budget");
+		goto out;
+	}
+	if (bl_json_get_string(body, "tenant", BL_WAITQ_TENANT_NAME_MAX, &tenant, &e) < 0 ||
+	    bl_json_get_string(body, "priority", 16, &prio, &e) < 0 ||
+	    bl_json_get_int(body, "wait_ms", 0, MAX_WAIT_MS, &wait_ms, &e) < 0 ||
+	    bl_json_get_int(body, "ttl_ms", 1000, MAX_TTL_MS, &ttl_ms, &e) < 0)
+		goto bad;
+	if (bl_waitq_class_parse(prio, strlen(prio), &cls) != 0) {
+		bl_http_respond_error(req, 400, "invalid_field",
+				      "field 'priority': '%.16s' is not one of critical, high, normal, low",
+				      prio);
+		goto out;
+	}
+	br = find_budget(bs, name, false);
+	if (!br) {
+		bl_http_respond_error(req, 404, "unknown_budget",
+				      "no budget '%.128s' is configured (GET /v1/budgets lists them)", name);
+		goto out;
+	}
+	if (bs->shutting_down) {
+		bl_http_respond_error(req, 503, "draining", "the daemon is shutting down");
+		goto out;
+	}
+	w = calloc(1, sizeof *w);
+	if (!w) {
+		bl_http_respond_error(req, 503, "overloaded", "out of memory");
+		goto out;
+	}
+	w->want.n[BL_DIM_REQUESTS] = 1;
+	if (get_units(body, "requests", &w->want.n[BL_DIM_REQUESTS], NULL, &e) < 0 ||
+	    get_units(body, "tokens", &w->want.n[BL_DIM_TOKENS], &named[BL_DIM_TOKENS], &e) < 0 ||
+	    get_units(body, "input_tokens", &w->want.n[BL_DIM_INPUT_TOKENS],
+		      &named[BL_DIM_INPUT_TOKENS], &e) < 0 ||
+	    get_units(body, "output_tokens", &w->want.n[BL_DIM_OUTPUT_TOKENS],
+		      &named[BL_DIM_OUTPUT_TOKENS], &e) < 0)
+		goto bad;
+	/* A limited token dimension must be named, or the limit would not hold. */
+	for (int d = BL_DIM_TOKENS; d < BL_DIM_COUNT; d++) {
+		bool via_parts = d == BL_DIM_TOKENS &&
+				 (named[BL_DIM_INPUT_TOKENS] || named[BL_DIM_OUTPUT_TOKENS]);
+		if (br->limits.rate[d].limit && !named[d] && !via_parts) {
+			bl_http_respond_error(req, 400, "invalid_field",
+					      "budget '%s' limits %s: give '%s' (an estimate; release "
+					      "reconciles it with what was used)",
+					      br->name, bl_dim_name((enum bl_dim)d),
+					      bl_dim_name((enum bl_dim)d));
+			goto out;
+		}
+	}
+	w->budget = br;
+	w->req = req;
+	w->start_ns = req->start_ns;
+	w->wait_ms = wait_ms;
+	w->ttl_ms = ttl_ms > 0 ? ttl_ms : br->lease_ttl_ns / BL_NS_PER_MS;
+	snprintf(w->tenant, sizeof w->tenant, "%s", tenant);
+	bl_waitq_node_init(&w->node);
+
+	/* Cost for fairness: the most constraining share of any limited dimension. */
+	{
+		struct bl_amounts norm = w->want;
+		double share = 0;
+
+		bl_amounts_normalize(&norm);
+		for (int d = 0; d < BL_DIM_COUNT; d++)
+			if (br->limits.rate[d].limit && norm.n[d])
+				share = fmax(share, (double)norm.n[d] / (double)br->limits.rate[d].limit);
+		cost = (uint64_t)(share * 1e6) + 1;
+	}
+	/* Too large to ever fit: say so instead of waiting forever. */
+	{
+		struct bl_amounts norm = w->want;
+
+		bl_amounts_normalize(&norm);
+		for (int d = 0; d < BL_DIM_COUNT; d++) {
+			if (norm.n[d] <= br->capacity[d])
+				continue;
+			bl_http_respond_error_ex(
+				req, 400, "too_large",
+				json_pack("{s:s,s:I}", "dimension", bl_dim_name((enum bl_dim)d), "max",
+					  (json_int_t)br->capacity[d]),
+				NULL,
+				"%s: %llu is more than budget '%s' can ever admit at once (at most "
+				"%llu: its burst capacity, a share of its %llu limit; raise 'burst' "
+				"or split the request)",
+				bl_dim_name((enum bl_dim)d), (unsigned long long)norm.n[d], br->name,
+				(unsigned long long)br->capacity[d],
+				(unsigned long long)br->limits.rate[d].limit);
+			goto out;
+		}
+	}
+	if (bl_waitq_tenants_get(br->tenants, w->tenant, strlen(w->tenant), &slot) != 0)
+		goto bad;
+	rc = bl_waitq_push(&br->q, &w->node, cls, slot, cost);
+	if (rc == BL_EFULL) {
+		br->queue_full++;
+		respond_rate_limited(req, br, "queue_full", CONCURRENCY_RETRY_MS, "queue_full", 0,
+				     "has a full waiting queue (max_queue)");
+		goto out;
+	}
+	if (rc != 0) {
+		bl_http_respond_error(req, 400, "invalid_field", "the request cannot be queued: %s",
+				      bl_strerror(rc));
+		goto out;
+	}
+	pump(br);
+	if (w->answered)
+		goto out; /* 200, or 503 if no lease could be stored */
+	if (wait_ms == 0) {
+		/* Not admitted now and may not wait: out of the queue, 429. */
+		bl_waitq_remove(&br->q, &w->node);
+		deny(br, w, mono_now());
+		goto out;
+	}
+	/* Wait: the deadline timer or a grant answers. */
+	uv_timer_init(bs->loop, &w->deadline);
+	w->deadline.data = w;
+	w->has_timer = true;
+	uv_timer_start(&w->deadline, on_deadline, (uint64_t)wait_ms, 0);
+	req->handler_data = w;
+	req->on_abort = on_waiter_abort;
+	json_decref(body);
+	return;
+bad:
+	bad_field(req, &e);
+out:
+	if (w && !w->has_timer)
+		free(w);
+	json_decref(body);
+}
+
+/* ---- release and extend --------------------------------------------------- */
+
+static struct lease_rt *lookup_lease(struct bl_budgets *bs, const char *id_text)
+{
+	uint64_t id;
+	struct bl_lease_node *n;
+
+	if (!parse_id(id_text, &id))
+		return NULL;
+	n = bl_lease_find(bs->leases, id);
+	return n ? BL_CONTAINER_OF(n, struct lease_rt, node) : NULL;
+}
+
+static void lease_free(struct bl_budgets *bs, struct lease_rt *l)
+{
+	struct budget_rt *br = l->budget;
+
+	br->leases--;
+	free(l);
+	budget_maybe_free(bs, br);
+}
+
+/* Feeds the provider's rate-limit headers to the budget; returns how many
+ * values were ignored as malformed. */
+static int apply_headers(struct budget_rt *br, json_t *headers, bl_time_ns now,
+			 int64_t *retry_after_ms)
+{
+	struct bl_ratelimit_header h[MAX_PROVIDER_HEADERS];
+	struct bl_ratelimit_headers out;
+	const char *key;
+	json_t *v;
+	size_t n = 0;
+
+	json_object_foreach(headers, key, v) {
+		if (n == MAX_PROVIDER_HEADERS)
+			break;
+		h[n++] = (struct bl_ratelimit_header){key, strlen(key), json_string_value(v),
+						      json_string_length(v)};
+	}
+	if (bl_ratelimit_headers_parse(h, n, wall_ns() / BL_NS_PER_MS, &out) != 0)
+		return 0;
+	for (int d = 0; d < BL_RATELIMIT_DIMS; d++) {
+		const struct bl_ratelimit_dim_info *di = &out.dim[d];
+
+		if (di->has_remaining)
+			bl_budget_sync_remaining(&br->b, (enum bl_dim)d, di->remaining,
+						 now + (di->has_reset ? di->reset_after_ms : 0) *
+							       BL_NS_PER_MS,
+						 now);
+	}
+	if (out.has_retry_after)
+		*retry_after_ms = out.retry_after_ms;
+	br->headers_malformed += out.malformed;
+	return (int)out.malformed;
+}
+
+void bl_budgets_release(struct bl_budgets *bs, struct bl_http_req *req)
+{
+	static const char *const allowed[] = {"lease", "outcome", "requests_used", "tokens_used",
+					      "input_tokens_used", "output_tokens_used", "latency_ms",
+					      "provider_headers", "backend", NULL};
+	struct bl_json_error e = {0};
+	json_t *body = bl_json_decode_object(req->body, req->body_len, false, &e), *headers;
+	const char *id = NULL, *outcome = "ok";
+	struct lease_rt *l;
+	struct budget_rt *br;
+	struct bl_amounts used;
+	struct bl_budget_reconcile rec;
+	bool given[BL_DIM_COUNT] = {false};
+	int64_t latency_ms = 0, retry_after_ms = -1;
+	int out_kind = -1, malformed = 0;
+	bl_time_ns now;
+
+	if (!body) {
+		bl_http_respond_error_ex(req, 400, e.code,
+					 json_pack("{s:I}", "offset", (json_int_t)e.offset), NULL, "%s",
+					 e.message);
+		return;
+	}
+	if (!bl_json_only_keys(body, allowed, &e) ||
+	    bl_json_get_string(body, "outcome", 16, &outcome, &e) < 0 ||
+	    bl_json_get_int(body, "latency_ms", 0, INT64_C(86400000), &latency_ms, &e) < 0)
+		goto bad;
+	if (bl_json_get_string(body, "lease", 64, &id, &e) != 0) {
+		if (!id)
+			snprintf(e.message, sizeof e.message,
+				 "field 'lease' is required: the id acquire returned");
+		snprintf(e.code, sizeof e.code, "invalid_field");
+		goto bad;
+	}
+	for (int k = 0; k < 5; k++)
+		if (strcmp(outcome, outcome_names[k]) == 0)
+			out_kind = k;
+	if (out_kind < 0) {
+		bl_http_respond_error(req, 400, "invalid_field",
+				      "field 'outcome': '%.16s' is not one of ok, error, timeout, "
+				      "rate_limited, cancelled",
+				      outcome);
+		goto out;
+	}
+	headers = json_object_get(body, "provider_headers");
+	if (headers && !json_is_null(headers)) {
+		const char *k;
+		json_t *v;
+
+		if (!json_is_object(headers)) {
+			bl_http_respond_error(req, 400, "invalid_field",
+					      "field 'provider_headers' must be an object of header "
+					      "name to string value");
+			goto out;
+		}
+		json_object_foreach(headers, k, v) {
+			if (!json_is_string(v)) {
+				bl_http_respond_error(req, 400, "invalid_field",
+						      "provider_headers.%.64s must be a string", k);
+				goto out;
+			}
+		}
+	} else {
+		headers = NULL;
+	}
+	l = lookup_lease(bs, id);
+	if (!l) {
+		bl_http_respond_error(req, 404, "unknown_lease",
+				      "no live lease '%.64s': it was released already, expired, or "
+				      "never granted",
+				      id);
+		goto out;
+	}
+	br = l->budget;
+	/* What was used: the estimate unless told otherwise; nothing if the call
+	 * never reached the provider. */
+	used = out_kind == OUT_CANCELLED ? (struct bl_amounts){{0}} : l->reserved;
+	if (get_units(body, "requests_used", &used.n[BL_DIM_REQUESTS], &given[BL_DIM_REQUESTS], &e) < 0 ||
+	    get_units(body, "tokens_used", &used.n[BL_DIM_TOKENS], &given[BL_DIM_TOKENS], &e) < 0 ||
+	    get_units(body, "input_tokens_used", &used.n[BL_DIM_INPUT_TOKENS],
+		      &given[BL_DIM_INPUT_TOKENS], &e) < 0 ||
+	    get_units(body, "output_tokens_used", &used.n[BL_DIM_OUTPUT_TOKENS],
+		      &given[BL_DIM_OUTPUT_TOKENS], &e) < 0)
+		goto bad;
+	if (!given[BL_DIM_TOKENS] && (given[BL_DIM_INPUT_TOKENS] || given[BL_DIM_OUTPUT_TOKENS]))
+		used.n[BL_DIM_TOKENS] = 0; /* the tokens rule sums input and output */
+	now = mono_now();
+	bl_lease_remove(bs->leases, &l->node);
+	bl_budget_release(&br->b, &l->reserved, &used, l->ticket, now, &rec);
+	br->outcomes[out_kind]++;
+	if (headers)
+		malformed = apply_headers(br, headers, now, &retry_after_ms);
+	if (out_kind == OUT_RATE_LIMITED)
+		bl_budget_on_rate_limited(&br->b, now,
+					  retry_after_ms > 0 ? retry_after_ms * BL_NS_PER_MS : 0);
+	{
+		json_t *r = json_object(), *refunded = json_object(), *charged = json_object(),
+		       *lapsed = json_object();
+
+		for (int d = 0; d < BL_DIM_COUNT; d++) {
+			if (rec.refunded[d])
+				json_object_set_new(refunded, bl_dim_name((enum bl_dim)d),
+						    json_integer((json_int_t)rec.refunded[d]));
+			if (rec.charged[d])
+				json_object_set_new(charged, bl_dim_name((enum bl_dim)d),
+						    json_integer((json_int_t)rec.charged[d]));
+			if (rec.lapsed[d])
+				json_object_set_new(lapsed, bl_dim_name((enum bl_dim)d),
+						    json_integer((json_int_t)rec.lapsed[d]));
+		}
+		json_object_set_new(r, "released", json_true());
+		json_object_set_new(r, "budget", json_string(br->name));
+		json_object_set_new(r, "refunded", refunded);
+		json_object_set_new(r, "charged", charged);
+		json_object_set_new(r, "lapsed", lapsed);
+		json_object_set_new(r, "held_ms",
+				    json_integer((json_int_t)((now - l->acquired_ns) / BL_NS_PER_MS)));
+		json_object_set_new(r, "headers_ignored", json_integer(malformed));
+		bl_http_respond_json(req, 200, r, NULL);
+	}
+	lease_free(bs, l);
+	arm_expiry(bs);
+	pump(br);
+	goto out;
+bad:
+	bad_field(req, &e);
+out:
+	json_decref(body);
+}
+
+void bl_budgets_extend(struct bl_budgets *bs, struct bl_http_req *req, const char *lease_id)
+{
+	static const char *const allowed[] = {"ttl_ms", NULL};
+	struct bl_json_error e = {0};
+	json_t *body = bl_json_decode_object(req->body, req->body_len, true, &e);
+	struct lease_rt *l;
+	int64_t ttl_ms = -1;
+	bl_time_ns now;
+
+	if (!body) {
+		bl_http_respond_error_ex(req, 400, e.code,
+					 json_pack("{s:I}", "offset", (json_int_t)e.offset), NULL, "%s",
+					 e.message);
+		return;
+	}
+	if (!bl_json_only_keys(body, allowed, &e) ||
+	    bl_json_get_int(body, "ttl_ms", 1000, MAX_TTL_MS, &ttl_ms, &e) < 0) {
+		bad_field(req, &e);
+		goto out;
+	}
+	l = lookup_lease(bs, lease_id);
+	if (!l) {
+		bl_http_respond_error(req, 404, "unknown_lease",
+				      "no live lease '%.64s': it was released already, expired, or "
+				      "never granted",
+				      lease_id);
+		goto out;
+	}
+	if (ttl_ms < 0)
+		ttl_ms = l->budget->lease_ttl_ns / BL_NS_PER_MS;
+	now = mono_now();
+	bl_lease_set_expiry(bs->leases, &l->node, now + ttl_ms * BL_NS_PER_MS);
+	arm_expiry(bs);
+	bl_http_respond_json(req, 200,
+			     json_pack("{s:s,s:I,s:I}", "lease", lease_id, "expires_at_ms",
+				       (json_int_t)mono_to_wall_ms(l->node.expires_ns), "ttl_ms",
+				       (json_int_t)ttl_ms),
+			     NULL);
+out:
+	json_decref(body);
+}
+
+/* ---- lease expiry ----------------------------------------------------------- */
+
+static void on_expiry(uv_timer_t *t)
+{
+	struct bl_budgets *bs = t->data;
+	struct bl_lease_node *n;
+	bl_time_ns now = mono_now();
+
+	bs->expiry_at_ns = 0;
+	while ((n = bl_lease_pop_expired(bs->leases, now))) {
+		struct lease_rt *l = BL_CONTAINER_OF(n, struct lease_rt, node);
+		struct budget_rt *br = l->budget;
+		char id[17];
+
+		bl_budget_expire(&br->b, now);
+		format_id(l->node.id, id);
+		bl_log(BL_LOG_INFO, "lease expired", "budget=%s lease=%s tenant=%s held_ms=%lld",
+		       br->name, id, l->tenant, (long long)((now - l->acquired_ns) / BL_NS_PER_MS));
+		lease_free(bs, l);
+		if (find_budget(bs, br->name, true) == br)
+			pump(br);
+	}
+	arm_expiry(bs);
+}
+
+static void arm_expiry(struct bl_budgets *bs)
+{
+	struct bl_lease_node *first = bl_lease_first_expiry(bs->leases);
+	bl_time_ns now;
+
+	if (bs->shutting_down)
+		return;
+	if (!first) {
+		uv_timer_stop(&bs->expiry);
+		bs->expiry_at_ns = 0;
+		return;
+	}
+	if (first->expires_ns == bs->expiry_at_ns)
+		return;
+	now = mono_now();
+	bs->expiry_at_ns = first->expires_ns;
+	uv_timer_start(&bs->expiry, on_expiry,
+		       first->expires_ns > now ? (uint64_t)ceil_ms(first->expires_ns - now) : 0, 0);
+}
+
+/* ---- views ------------------------------------------------------------------ */
+
+static json_t *budget_json(struct budget_rt *br)
+{
+	struct bl_budget_stats st;
+	bl_time_ns now = mono_now();
+	json_t *dims = json_object(), *queue = json_object(), *outcomes = json_object(), *o;
+
+	bl_budget_stats(&br->b, now, &st);
+	for (int d = 0; d < BL_DIM_COUNT; d++) {
+		const struct bl_budget_dim_stats *ds = &st.dim[d];
+		char per[32];
+
+		if (!ds->limit)
+			continue;
+		bl_format_duration(ds->per_ns, per, sizeof per);
+		json_object_set_new(
+			dims, bl_dim_name((enum bl_dim)d),
+			json_pack("{s:I,s:s,s:I,s:f,s:f,s:I,s:I,s:I,s:f,s:I,s:I}", "limit",
+				  (json_int_t)ds->limit, "per", per, "burst_capacity",
+				  (json_int_t)ds->capacity, "target_rate_per_s", ds->target_rate_per_s,
+				  "rate_per_s", ds->rate_per_s, "available", (json_int_t)ds->available,
+				  "debt", (json_int_t)ds->debt, "window_units",
+				  (json_int_t)ds->window_units, "utilization", ds->utilization,
+				  "refunded", (json_int_t)ds->refunded, "charged",
+				  (json_int_t)ds->charged));
+	}
+	for (int c = 0; c < BL_WAITQ_CLASSES; c++)
+		json_object_set_new(queue, bl_waitq_class_name((enum bl_waitq_class)c),
+				    json_integer(bl_waitq_class_length(&br->q, (enum bl_waitq_class)c)));
+	for (int k = 0; k < 5; k++)
+		json_object_set_new(outcomes, outcome_names[k],
+				    json_integer((json_int_t)br->outcomes[k]));
+	o = json_pack("{s:s,s:o,s:i,s:i,s:f,s:f,s:f,s:o,s:i,s:i,s:o,"
+		      "s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o},s:b}",
+		      "name", br->name, "limits", dims, "concurrent", (int)st.concurrent,
+		      "in_flight", (int)st.in_flight, "target_utilization",
+		      br->limits.target_utilization, "burst", br->limits.burst, "rate_factor",
+		      st.rate_factor, "paused_until_ms",
+		      st.paused_until_ns > now ? json_integer((json_int_t)mono_to_wall_ms(
+							 st.paused_until_ns))
+					       : json_null(),
+		      "queue_depth", (int)bl_waitq_length(&br->q), "max_queue", (int)br->max_queue,
+		      "queue", queue, "counts", "grants", (json_int_t)br->granted, "waited",
+		      (json_int_t)br->granted_after_wait, "denials", (json_int_t)br->denied,
+		      "queue_full", (json_int_t)br->queue_full, "wait_timeouts",
+		      (json_int_t)br->wait_timeouts, "cancelled", (json_int_t)br->cancelled,
+		      "provider_429s", (json_int_t)st.provider_429s, "resyncs",
+		      (json_int_t)st.resyncs, "expired_leases", (json_int_t)st.expired,
+		      "headers_malformed", (json_int_t)br->headers_malformed, "releases",
+		      outcomes, "retired", br->retired);
+	return o;
+}
+
+json_t *bl_budgets_json(struct bl_budgets *bs)
+{
+	json_t *o = json_object();
+
+	for (struct budget_rt *br = bs->list; br; br = br->next)
+		json_object_set_new(o, br->name, budget_json(br));
+	return o;
+}
+
+void bl_budgets_list(struct bl_budgets *bs, struct bl_http_req *req)
+{
+	bl_http_respond_json(req, 200,
+			     json_pack("{s:o,s:I}", "budgets", bl_budgets_json(bs), "leases",
+				       (json_int_t)bl_lease_count(bs->leases)),
+			     NULL);
+}
+
+void bl_budgets_get(struct bl_budgets *bs, struct bl_http_req *req, const char *name)
+{
+	struct budget_rt *br = find_budget(bs, name, true);
+
+	if (!br) {
+		bl_http_respond_error(req, 404, "unknown_budget",
+				      "no budget '%.128s' is configured (GET /v1/budgets lists them)",
+				      name);
+		return;
+	}
+	bl_http_respond_json(req, 200, budget_json(br), NULL);
+}
+
+void bl_budgets_write_metrics(struct bl_budgets *bs, struct bl_text *t)
+{
+	struct budget_rt *br;
+	bl_time_ns now = mono_now();
+
+#define FAMILY(name, type, help) bl_text_printf(t, "# HELP " name " " help "\n# TYPE " name " " type "\n")
+	FAMILY("ballast_budget_grants_total", "counter", "Acquires admitted.");
+	for (br = bs->list; br; br = br->next)
+		bl_text_printf(t, "ballast_budget_grants_total{budget=\"%s\"} %llu\n", br->name,
+			       (unsigned long long)br->granted);
+	FAMILY("ballast_budget_waited_grants_total", "counter", "Acquires admitted after waiting.");
+	for (br = bs->list; br; br = br->next)
+		bl_text_printf(t, "ballast_budget_waited_grants_total{budget=\"%s\"} %llu\n",
+			       br->name, (unsigned long long)br->granted_after_wait);
+	FAMILY("ballast_budget_denials_total", "counter", "Acquires answered 429, by reason.");
+	for (br = bs->list; br; br = br->next)
+		bl_text_printf(t,
+			       "ballast_budget_denials_total{budget=\"%s\",reason=\"rate_limited\"} "
+			       "%llu\nballast_budget_denials_total{budget=\"%s\",reason=\"queue_full\"} %llu\n",
+			       br->name, (unsigned long long)br->denied, br->name,
+			       (unsigned long long)br->queue_full);
+	FAMILY("ballast_budget_in_flight", "gauge", "Leases holding a concurrency slot.");
+	FAMILY("ballast_budget_queue_depth", "gauge", "Requests waiting, by priority.");
+	FAMILY("ballast_budget_utilization", "gauge", "Units admitted over the last window / limit.");
+	FAMILY("ballast_budget_debt_units", "gauge", "Units owed beyond an empty burst.");
+	FAMILY("ballast_budget_rate_factor", "gauge", "Adaptive rate factor (1 = target rate).");
+	FAMILY("ballast_budget_provider_429s_total", "counter", "Provider 429s reported on release.");
+	FAMILY("ballast_budget_expired_leases_total", "counter", "Leases reclaimed on TTL.");
+	for (br = bs->list; br; br = br->next) {
+		struct bl_budget_stats st;
+
+		bl_budget_stats(&br->b, now, &st);
+		bl_text_printf(t, "ballast_budget_in_flight{budget=\"%s\"} %u\n", br->name,
+			       st.in_flight);
+		for (int c = 0; c < BL_WAITQ_CLASSES; c++)
+			bl_text_printf(t, "ballast_budget_queue_depth{budget=\"%s\",priority=\"%s\"} %u\n",
+				       br->name, bl_waitq_class_name((enum bl_waitq_class)c),
+				       bl_waitq_class_length(&br->q, (enum bl_waitq_class)c));
+		for (int d = 0; d < BL_DIM_COUNT; d++) {
+			if (!st.dim[d].limit)
+				continue;
+			bl_text_printf(t,
+				       "ballast_budget_utilization{budget=\"%s\",dimension=\"%s\"} %.6f\n"
+				       "ballast_budget_debt_units{budget=\"%s\",dimension=\"%s\"} %llu\n",
+				       br->name, bl_dim_name((enum bl_dim)d), st.dim[d].utilization,
+				       br->name, bl_dim_name((enum bl_dim)d),
+				       (unsigned long long)st.dim[d].debt);
+		}
+		bl_text_printf(t,
+			       "ballast_budget_rate_factor{budget=\"%s\"} %.6f\n"
+			       "ballast_budget_provider_429s_total{budget=\"%s\"} %llu\n"
+			       "ballast_budget_expired_leases_total{budget=\"%s\"} %llu\n",
+			       br->name, st.rate_factor, br->name,
+			       (unsigned long long)st.provider_429s, br->name,
+			       (unsigned long long)st.expired);
+	}
+	FAMILY("ballast_leases", "gauge", "Live leases.");
+	bl_text_printf(t, "ballast_leases %zu\n", bl_lease_count(bs->leases));
+#undef FAMILY
+}
+
+/* ---- snapshot ------------------------------------------------------------- */
+
+struct lease_dump {
+	json_t *arr;
+	int64_t offset;
+};
+
+static void dump_lease(struct bl_lease_node *n, void *ctx)
+{
+	struct lease_dump *ld = ctx;
+	struct lease_rt *l = BL_CONTAINER_OF(n, struct lease_rt, node);
+	json_t *res = json_array();
+	char id[17];
+
+	format_id(n->id, id);
+	for (int d = 0; d < BL_DIM_COUNT; d++)
+		json_array_append_new(res, json_integer((json_int_t)l->reserved.n[d]));
+	json_array_append_new(ld->arr,
+			      json_pack("{s:s,s:s,s:I,s:o,s:I,s:I,s:s}", "id", id, "budget",
+					l->budget->name, "ticket", (json_int_t)l->ticket,
+					"reserved", res, "expires_wall_ns",
+					(json_int_t)to_wall(n->expires_ns, ld->offset),
+					"acquired_wall_ns",
+					(json_int_t)to_wall(l->acquired_ns, ld->offset), "tenant",
+					l->tenant));
+}
+
+static json_t *budget_state_json(struct budget_rt *br, bl_time_ns now, int64_t offset)
+{
+	struct bl_budget_state st;
+	json_t *dims = json_array();
+
+	bl_budget_state_get(&br->b, now, &st);
+	for (int d = 0; d < BL_DIM_COUNT; d++) {
+		const struct bl_budget_dim_state *ds = &st.dim[d];
+		json_t *marks = json_array();
+
+		for (uint32_t m = 0; m < ds->n_marks; m++)
+			json_array_append_new(marks, json_pack("[I,I]", (json_int_t)ds->marks[m].seq,
+							       (json_int_t)ds->marks[m].slack));
+		json_array_append_new(
+			dims, json_pack("{s:I,s:I,s:I,s:I,s:I,s:o,s:I,s:I}", "tat_wall_ns",
+					(json_int_t)to_wall(ds->tat_ns, offset), "tat_frac",
+					(json_int_t)ds->tat_frac, "interval_ns",
+					(json_int_t)ds->interval_ns, "interval_frac",
+					(json_int_t)ds->interval_frac, "limited_since_seq",
+					(json_int_t)ds->limited_since_seq, "marks", marks, "refunded",
+					(json_int_t)ds->refunded, "charged", (json_int_t)ds->charged));
+	}
+	return json_pack("{s:o,s:I,s:i,s:f,s:f,s:I,s:I,s:[I,I,I,I,I,I],s:I}", "dims", dims, "seq",
+			 (json_int_t)st.seq, "in_flight", (int)st.in_flight, "factor", st.factor,
+			 "factor_base", st.factor_base, "recover_from_wall_ns",
+			 (json_int_t)to_wall(st.recover_from_ns, offset), "paused_until_wall_ns",
+			 (json_int_t)to_wall(st.paused_until_ns, offset), "counters",
+			 (json_int_t)st.grants, (json_int_t)st.denials, (json_int_t)st.releases,
+			 (json_int_t)st.expired, (json_int_t)st.provider_429s,
+			 (json_int_t)st.resyncs, "granted", (json_int_t)br->granted);
+}
+
+void bl_budgets_mark_clean(struct bl_budgets *bs)
+{
+	bs->clean = true;
+}
+
+json_t *bl_budgets_save(void *ctx)
+{
+	struct bl_budgets *bs = ctx;
+	bl_time_ns now = mono_now();
+	int64_t offset = wall_ns() - now;
+	json_t *budgets = json_object();
+	struct lease_dump ld = {json_array(), offset};
+
+	for (struct budget_rt *br = bs->list; br; br = br->next)
+		json_object_set_new(budgets, br->name, budget_state_json(br, now, offset));
+	bl_lease_foreach(bs->leases, dump_lease, &ld);
+	return json_pack("{s:b,s:I,s:o,s:o}", "clean", bs->clean, "saved_wall_ns",
+			 (json_int_t)(now + offset), "budgets", budgets, "leases", ld.arr);
+}
+
+static int read_i64(json_t *o, const char *k, int64_t *out)
+{
+	json_t *v = json_object_get(o, k);
+
+	if (!json_is_integer(v))
+		return -1;
+	*out = json_integer_value(v);
+	return 0;
+}
+
+static int state_from_json(json_t *j, int64_t offset, struct bl_budget_state *st)
+{
+	json_t *dims = json_object_get(j, "dims"), *counters = json_object_get(j, "counters");
+
+	memset(st, 0, sizeof *st);
+	if (!json_is_array(dims) || json_array_size(dims) != BL_DIM_COUNT ||
+	    !json_is_array(counters) || json_array_size(counters) != 6)
+		return -1;
+	for (int d = 0; d < BL_DIM_COUNT; d++) {
+		json_t *dj = json_array_get(dims, (size_t)d), *marks = json_object_get(dj, "marks");
+		struct bl_budget_dim_state *ds = &st->dim[d];
+		int64_t a, b2, c, e2, f, g, h;
+
+		if (read_i64(dj, "tat_wall_ns", &a) || read_i64(dj, "tat_frac", &b2) ||
+		    read_i64(dj, "interval_ns", &c) || read_i64(dj, "interval_frac", &e2) ||
+		    read_i64(dj, "limited_since_seq", &f) || read_i64(dj, "refunded", &g) ||
+		    read_i64(dj, "charged", &h) || !json_is_array(marks) ||
+		    json_array_size(marks) > BL_BUDGET_MARKS || b2 < 0 || b2 > UINT32_MAX || e2 < 0 ||
+		    e2 > UINT32_MAX || c < 0 || f < 0 || g < 0 || h < 0)
+			return -1;
+		ds->tat_ns = from_wall(a, offset);
+		ds->tat_frac = (uint32_t)b2;
+		ds->interval_ns = c;
+		ds->interval_frac = (uint32_t)e2;
+		ds->limited_since_seq = (uint64_t)f;
+		ds->refunded = (uint64_t)g;
+		ds->charged = (uint64_t)h;
+		ds->n_marks = (uint32_t)json_array_size(marks);
+		for (uint32_t m = 0; m < ds->n_marks; m++) {
+			json_t *mj = json_array_get(marks, m);
+			json_int_t s, sl;
+			if (json_unpack(mj, "[II]", &s, &sl) != 0 || s < 0 || sl < 0)
+				return -1;
+			ds->marks[m].seq = (uint64_t)s;
+			ds->marks[m].slack = (uint64_t)sl;
+		}
+	}
+	{
+		json_int_t seq, infl, r, p, c0, c1, c2, c3, c4, c5;
+		double factor, base;
+
+		if (json_unpack(j, "{s:I,s:I,s:F,s:F,s:I,s:I}", "seq", &seq, "in_flight", &infl,
+				"factor", &factor, "factor_base", &base, "recover_from_wall_ns", &r,
+				"paused_until_wall_ns", &p) != 0 ||
+		    json_unpack(counters, "[IIIIII]", &c0, &c1, &c2, &c3, &c4, &c5) != 0 || seq < 0 ||
+		    infl < 0 || infl > UINT32_MAX || c0 < 0 || c1 < 0 || c2 < 0 || c3 < 0 ||
+		    c4 < 0 || c5 < 0)
+			return -1;
+		st->seq = (uint64_t)seq;
+		st->in_flight = (uint32_t)infl;
+		st->factor = factor;
+		st->factor_base = base;
+		st->recover_from_ns = from_wall(r, offset);
+		st->paused_until_ns = from_wall(p, offset);
+		st->grants = (uint64_t)c0;
+		st->denials = (uint64_t)c1;
+		st->releases = (uint64_t)c2;
+		st->expired = (uint64_t)c3;
+		st->provider_429s = (uint64_t)c4;
+		st->resyncs = (uint64_t)c5;
+	}
+	return 0;
+}
+
+int bl_budgets_restore(void *ctx, json_t *state, char *err, size_t errcap)
+{
+	struct bl_budgets *bs = ctx;
+	bl_time_ns now = mono_now();
+	int64_t offset = wall_ns() - now, saved_wall;
+	json_t *budgets = json_object_get(state, "budgets"), *leases = json_object_get(state, "leases");
+	bool clean = json_is_true(json_object_get(state, "clean"));
+	const char *name;
+	json_t *bj;
+	size_t i;
+	json_t *l;
+
+	if (!json_is_object(budgets) || !json_is_array(leases) ||
+	    read_i64(state, "saved_wall_ns", &saved_wall) != 0) {
+		snprintf(err, errcap, "expected {clean, saved_wall_ns, budgets:{}, leases:[]}");
+		return BL_ECORRUPT;
+	}
+	/* Validate everything before touching anything. */
+	json_object_foreach(budgets, name, bj) {
+		struct bl_budget_state st;
+
+		if (state_from_json(bj, offset, &st) != 0) {
+			snprintf(err, errcap, "budget '%.64s': malformed state", name);
+			return BL_ECORRUPT;
+		}
+	}
+	json_array_foreach(leases, i, l) {
+		json_int_t ticket, exp, acq;
+		const char *id, *bname, *tenant;
+		json_t *res;
+		uint64_t idv;
+
+		if (json_unpack(l, "{s:s,s:s,s:I,s:o,s:I,s:I,s:s}", "id", &id, "budget", &bname,
+				"ticket", &ticket, "reserved", &res, "expires_wall_ns", &exp,
+				"acquired_wall_ns", &acq, "tenant", &tenant) != 0 ||
+		    !parse_id(id, &idv) || !json_is_array(res) ||
+		    json_array_size(res) != BL_DIM_COUNT || ticket < 0) {
+			snprintf(err, errcap, "lease %zu: malformed", i);
+			return BL_ECORRUPT;
+		}
+	}
+	json_object_foreach(budgets, name, bj) {
+		struct budget_rt *br = find_budget(bs, name, false);
+		struct bl_budget_state st;
+
+		if (!br) {
+			bl_log(BL_LOG_WARN, "snapshot budget no longer configured: dropped", "budget=%s",
+			       name);
+			continue;
+		}
+		state_from_json(bj, offset, &st);
+		if (bl_budget_state_set(&br->b, &st, now) != 0) {
+			bl_log(BL_LOG_WARN, "snapshot budget state refused: assuming spent",
+			       "budget=%s", name);
+			bl_budget_assume_spent(&br->b, now);
+			continue;
+		}
+		json_int_t granted;
+		if (json_unpack(bj, "{s:I}", "granted", &granted) == 0 && granted >= 0)
+			br->granted = (uint64_t)granted;
+		/* After an unclean stop, grants after the snapshot are unknown. If the
+		 * snapshot is older than one window of a dimension, its state says
+		 * nothing about the window the provider counts now: assume it spent. */
+		if (!clean) {
+			int64_t age_ns = now + offset - saved_wall;
+			for (int d = 0; d < BL_DIM_COUNT; d++) {
+				if (br->limits.rate[d].limit && age_ns > br->limits.rate[d].per_ns) {
+					bl_log(BL_LOG_WARN,
+					       "unclean stop with an old snapshot: budget starts as "
+					       "spent for one window",
+					       "budget=%s age_ms=%lld", name,
+					       (long long)(age_ns / BL_NS_PER_MS));
+					bl_budget_assume_spent(&br->b, now);
+					break;
+				}
+			}
+		}
+	}
+	json_array_foreach(leases, i, l) {
+		const char *id, *bname, *tenant;
+		json_int_t ticket, exp, acq;
+		json_t *res;
+		struct budget_rt *br;
+		struct lease_rt *lr;
+
+		json_unpack(l, "{s:s,s:s,s:I,s:o,s:I,s:I,s:s}", "id", &id, "budget", &bname,
+			    "ticket", &ticket, "reserved", &res, "expires_wall_ns", &exp,
+			    "acquired_wall_ns", &acq, "tenant", &tenant);
+		br = find_budget(bs, bname, false);
+		if (!br || !(lr = calloc(1, sizeof *lr))) {
+			bs->leases_dropped++;
+			continue;
+		}
+		parse_id(id, &lr->node.id);
+		lr->budget = br;
+		lr->ticket = (uint64_t)ticket;
+		for (int d = 0; d < BL_DIM_COUNT; d++) {
+			json_t *v = json_array_get(res, (size_t)d);
+			lr->reserved.n[d] = json_is_integer(v) && json_integer_value(v) > 0
+						    ? (uint64_t)json_integer_value(v)
+						    : 0;
+		}
+		lr->node.expires_ns = from_wall(exp, offset);
+		lr->acquired_ns = from_wall(acq, offset);
+		snprintf(lr->tenant, sizeof lr->tenant, "%s", tenant);
+		if (bl_lease_insert(bs->leases, &lr->node) != 0) {
+			free(lr);
+			bs->leases_dropped++;
+			continue;
+		}
+		br->leases++;
+		bs->leases_restored++;
+	}
+	if (bs->leases_restored || bs->leases_dropped)
+		bl_log(BL_LOG_INFO, "leases restored", "restored=%llu dropped=%llu",
+		       (unsigned long long)bs->leases_restored, (unsigned long long)bs->leases_dropped);
+	arm_expiry(bs);
+	return 0;
+}
+
+/* ---- shutdown ------------------------------------------------------------- */
+
+void bl_budgets_shutdown(struct bl_budgets *bs)
+{
+	struct budget_rt *br, *next;
+
+	bs->shutting_down = true;
+	uv_timer_stop(&bs->expiry);
+	if (!uv_is_closing((uv_handle_t *)&bs->expiry))
+		uv_close((uv_handle_t *)&bs->expiry, NULL);
+	for (br = bs->list; br; br = next) {
+		struct bl_waitq_node *n;
+
+		next = br->next;
+		while ((n = bl_waitq_pop(&br->q))) {
+			struct waiter *w = BL_WAITQ_ENTRY(n, struct waiter, node);
+
+			w->req->on_abort = NULL;
+			bl_http_respond_error(w->req, 503, "draining",
+					      "the daemon is shutting down; retry on its successor");
+			waiter_free(w);
+		}
+		if (!br->closing) {
+			br->closing = true;
+			uv_close((uv_handle_t *)&br->wake, NULL);
+		}
+	}
+}
+
+void bl_budgets_destroy(struct bl_budgets *bs)
+{
+	struct budget_rt *br, *next;
+	struct bl_lease_node *n;
+
+	if (!bs)
+		return;
+	while ((n = bl_lease_pop_expired(bs->leases, INT64_MAX)))
+		free(BL_CONTAINER_OF(n, struct lease_rt, node));
+	for (br = bs->list; br; br = next) {
+		next = br->next;
+		bl_waitq_cleanup(&br->q);
+		bl_waitq_tenants_destroy(br->tenants);
+		free(br->name);
+		free(br);
+	}
+	bl_lease_table_destroy(bs->leases);
+	free(bs);
+}

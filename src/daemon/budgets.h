@@ -1,0 +1,61 @@
+/* Rate budgets in the daemon: the shell around the pure core (budget, waitq,
+ * lease table, rate-limit headers). It owns the HTTP endpoints of the
+ * decision flow (acquire, release, extend) and of /v1/budgets, the timers
+ * that wake waiters and reclaim leases, and the budgets' part of the snapshot.
+ */
+#ifndef BALLAST_BUDGETS_H
+#define BALLAST_BUDGETS_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <uv.h>
+
+#include "config.h"
+#include "http.h"
+#include "metrics.h"
+
+struct bl_budgets;
+
+/* Creates every budget of cfg on loop. Returns 0, or BL_EINVAL / BL_ENOMEM
+ * with a reason in err. */
+int bl_budgets_create(uv_loop_t *loop, const struct bl_config *cfg, struct bl_budgets **out,
+		      char *err, size_t errcap);
+
+/* Checks that cfg's budgets can be applied (bl_budgets_apply would succeed).
+ * Returns 0 or BL_EINVAL with a reason in err. Changes nothing. */
+int bl_budgets_check(const struct bl_config *cfg, char *err, size_t errcap);
+
+/* Applies a reloaded config: budgets keep what they have spent, new ones
+ * start, removed ones stop admitting and go once their leases are back.
+ * Returns 0, or BL_ENOMEM with a reason in err leaving everything as it was. */
+int bl_budgets_apply(struct bl_budgets *bs, const struct bl_config *cfg, char *err, size_t errcap);
+
+/* Shutdown: answers every waiter 503 and closes the timers. Leases stay (in
+ * the snapshot). Call once; bl_budgets_destroy after the loop has run. */
+void bl_budgets_shutdown(struct bl_budgets *bs);
+
+/* Frees everything. NULL is a no-op. */
+void bl_budgets_destroy(struct bl_budgets *bs);
+
+/* Marks the next snapshot as the one written at a clean stop. */
+void bl_budgets_mark_clean(struct bl_budgets *bs);
+
+/* Snapshot callbacks (see snapshot.h); ctx is the struct bl_budgets. */
+json_t *bl_budgets_save(void *ctx);
+int bl_budgets_restore(void *ctx, json_t *state, char *err, size_t errcap);
+
+/* HTTP handlers. */
+void bl_budgets_acquire(struct bl_budgets *bs, struct bl_http_req *req);
+void bl_budgets_release(struct bl_budgets *bs, struct bl_http_req *req);
+void bl_budgets_extend(struct bl_budgets *bs, struct bl_http_req *req, const char *lease_id);
+void bl_budgets_list(struct bl_budgets *bs, struct bl_http_req *req);
+void bl_budgets_get(struct bl_budgets *bs, struct bl_http_req *req, const char *name);
+
+/* Every budget as /v1/budgets shows it, for /v1/state. */
+json_t *bl_budgets_json(struct bl_budgets *bs);
+
+/* Appends the ballast_budget_* families. */
+void bl_budgets_write_metrics(struct bl_budgets *bs, struct bl_text *t);
+
+#endif
