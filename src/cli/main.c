@@ -1,10 +1,12 @@
 /* The `ballast` command. Exit codes: 0 ok, 1 failure, 2 usage error. */
 #include <curl/curl.h>
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "ballast/units.h"
 #include "config.h"
 #include "daemon.h"
 
@@ -17,8 +19,18 @@ static const char usage_text[] =
 	"  serve [-c FILE] [--listen ADDR:PORT]   run the daemon (embedded default config without -c)\n"
 	"  check FILE                             validate a config; prints file:line:column: problems\n"
 	"  status [--url URL] [--json]            summarise a running daemon's /v1/state\n"
+	"  acquire BUDGET [--tokens N] [--input-tokens N] [--output-tokens N] [--requests N]\n"
+	"          [--wait 2s] [--tenant T] [--priority P] [-q]\n"
+	"                                         take a lease (prints it; -q: only its id)\n"
+	"  release LEASE [--outcome ok|error|timeout|rate_limited|cancelled]\n"
+	"          [--tokens-used N] [--input-tokens-used N] [--output-tokens-used N]\n"
+	"                                         give a lease back, reconciling what it used\n"
+	"  budgets [--json]                       rate budgets of a running daemon\n"
 	"  version                                print the version\n"
 	"  help                                   print this help\n"
+	"\n"
+	"client commands take --url URL (default $BALLAST_URL or http://127.0.0.1:7070)\n"
+	"and --token-file FILE (default $BALLAST_TOKEN) for daemons with auth\n"
 	"\n"
 	"exit codes: 0 ok, 1 failure, 2 usage error\n"
 	"docs: README.md, docs/configuration.md, docs/api.md\n";
@@ -136,60 +148,186 @@ static void print_section(json_t *doc, const char *name)
 	}
 }
 
+/* One line per budget and one per limited dimension. */
+static void print_budgets(json_t *budgets)
+{
+	const char *name, *dname;
+	json_t *b, *dim;
+
+	if (!json_is_object(budgets) || json_object_size(budgets) == 0) {
+		printf("budgets     none\n");
+		return;
+	}
+	printf("budgets:\n");
+	json_object_foreach(budgets, name, b) {
+		json_t *counts = json_object_get(b, "counts");
+		long long conc = json_integer_value(json_object_get(b, "concurrent"));
+		char cbuf[32] = "";
+
+		if (conc)
+			snprintf(cbuf, sizeof cbuf, "/%lld", conc);
+		printf("  %-16s in flight %lld%s  queued %lld  factor %.2f  grants %lld  denials "
+		       "%lld  429s %lld  expired %lld%s%s\n",
+		       name, (long long)json_integer_value(json_object_get(b, "in_flight")),
+		       cbuf,
+		       (long long)json_integer_value(json_object_get(b, "queue_depth")),
+		       json_number_value(json_object_get(b, "rate_factor")),
+		       (long long)json_integer_value(json_object_get(counts, "grants")),
+		       (long long)json_integer_value(json_object_get(counts, "denials")),
+		       (long long)json_integer_value(json_object_get(counts, "provider_429s")),
+		       (long long)json_integer_value(json_object_get(counts, "expired_leases")),
+		       json_is_integer(json_object_get(b, "paused_until_ms")) ? "  PAUSED" : "",
+		       json_is_true(json_object_get(b, "retired")) ? "  (retired)" : "");
+		json_object_foreach(json_object_get(b, "limits"), dname, dim) {
+			printf("    %-14s %5.1f%% of %lld per %s  available %lld  debt %lld\n", dname,
+			       100.0 * json_number_value(json_object_get(dim, "utilization")),
+			       (long long)json_integer_value(json_object_get(dim, "limit")),
+			       json_string_value(json_object_get(dim, "per")),
+			       (long long)json_integer_value(json_object_get(dim, "available")),
+			       (long long)json_integer_value(json_object_get(dim, "debt")));
+		}
+	}
+}
+
+/* Options every client command shares. */
+struct client {
+	const char *cmd;   /* "status", for messages */
+	const char *url;   /* base URL of the daemon */
+	char token[4100];  /* bearer token, "" when none */
+};
+
+static void client_init(struct client *cl, const char *cmd)
+{
+	const char *tok = getenv("BALLAST_TOKEN");
+
+	cl->cmd = cmd;
+	cl->url = getenv("BALLAST_URL") ? getenv("BALLAST_URL") : "http://127.0.0.1:7070";
+	snprintf(cl->token, sizeof cl->token, "%s", tok ? tok : "");
+}
+
+/* Takes --url URL and --token-file FILE at argv[*i]; returns 1 if it took one,
+ * 0 if argv[*i] is something else, -1 (after printing why) on an error. */
+static int client_option(struct client *cl, int argc, char **argv, int *i)
+{
+	if (strcmp(argv[*i], "--url") == 0 && *i + 1 < argc) {
+		cl->url = argv[++*i];
+		return 1;
+	}
+	if (strcmp(argv[*i], "--token-file") == 0 && *i + 1 < argc) {
+		FILE *f = fopen(argv[++*i], "r");
+		size_t n;
+
+		if (!f) {
+			fprintf(stderr, "ballast %s: cannot read --token-file %s\n", cl->cmd, argv[*i]);
+			return -1;
+		}
+		n = fread(cl->token, 1, sizeof cl->token - 1, f);
+		fclose(f);
+		while (n > 0 && (cl->token[n - 1] == '\n' || cl->token[n - 1] == '\r' ||
+				 cl->token[n - 1] == ' '))
+			n--;
+		cl->token[n] = '\0';
+		return 1;
+	}
+	return 0;
+}
+
+/* One HTTP call to the daemon. Returns 0 with the status and the body (a
+ * malloc'd NUL-terminated string), or 1 after printing why it failed. */
+static int client_call(const struct client *cl, const char *method, const char *path,
+		       const char *body, long *status, struct fetch *f)
+{
+	char full[1024], errbuf[CURL_ERROR_SIZE] = "", auth[4200];
+	struct curl_slist *hdrs = NULL;
+	size_t n = strlen(cl->url);
+	CURL *c;
+	CURLcode cc;
+
+	while (n > 0 && cl->url[n - 1] == '/')
+		n--;
+	snprintf(full, sizeof full, "%.*s%s", (int)n, cl->url, path);
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	c = curl_easy_init();
+	if (!c) {
+		fprintf(stderr, "ballast %s: cannot initialise libcurl\n", cl->cmd);
+		return 1;
+	}
+	curl_easy_setopt(c, CURLOPT_URL, full);
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, f);
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 70000L);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+	hdrs = curl_slist_append(hdrs, "Expect:");
+	if (cl->token[0]) {
+		snprintf(auth, sizeof auth, "Authorization: Bearer %s", cl->token);
+		hdrs = curl_slist_append(hdrs, auth);
+	}
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+	if (body)
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+	cc = curl_easy_perform(c);
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+	curl_easy_cleanup(c);
+	curl_slist_free_all(hdrs);
+	curl_global_cleanup();
+	if (cc != CURLE_OK) {
+		fprintf(stderr, "ballast %s: cannot reach %s: %s\n", cl->cmd, full,
+			errbuf[0] ? errbuf : curl_easy_strerror(cc));
+		free(f->p);
+		f->p = NULL;
+		return 1;
+	}
+	if (!f->p) {
+		f->p = calloc(1, 1);
+		if (!f->p)
+			return 1;
+	}
+	return 0;
+}
+
+/* Prints an error answer's message (or the raw body) and returns 1. */
+static int client_failed(const struct client *cl, long status, struct fetch *f)
+{
+	json_t *doc = json_loads(f->p, 0, NULL);
+	json_t *msg = json_object_get(json_object_get(doc, "error"), "message");
+
+	fprintf(stderr, "ballast %s: HTTP %ld: %s\n", cl->cmd, status,
+		json_is_string(msg) ? json_string_value(msg) : f->p);
+	json_decref(doc);
+	free(f->p);
+	return 1;
+}
+
 static int cmd_status(int argc, char **argv)
 {
-	const char *url = getenv("BALLAST_URL") ? getenv("BALLAST_URL") : "http://127.0.0.1:7070";
+	struct client cl;
 	bool as_json = false;
-	char full[1024], errbuf[CURL_ERROR_SIZE] = "";
 	struct fetch f = {0};
 	long code = 0;
 	json_t *doc;
 	json_error_t jerr;
-	CURL *c;
-	CURLcode cc;
+	const char *full = "/v1/state";
 
+	client_init(&cl, "status");
 	for (int i = 0; i < argc; i++) {
-		if (strcmp(argv[i], "--url") == 0 && i + 1 < argc)
-			url = argv[++i];
-		else if (strcmp(argv[i], "--json") == 0)
+		int r = client_option(&cl, argc, argv, &i);
+
+		if (r < 0)
+			return 1;
+		if (r)
+			continue;
+		if (strcmp(argv[i], "--json") == 0)
 			as_json = true;
 		else
 			return usage_error("status: unexpected argument ", argv[i]);
 	}
-	{
-		size_t n = strlen(url);
-		while (n > 0 && url[n - 1] == '/')
-			n--;
-		snprintf(full, sizeof full, "%.*s/v1/state", (int)n, url);
-	}
-	curl_global_init(CURL_GLOBAL_DEFAULT);
-	c = curl_easy_init();
-	if (!c) {
-		fprintf(stderr, "ballast status: cannot initialise libcurl\n");
+	if (client_call(&cl, "GET", full, NULL, &code, &f))
 		return 1;
-	}
-	curl_easy_setopt(c, CURLOPT_URL, full);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &f);
-	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	cc = curl_easy_perform(c);
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-	curl_easy_cleanup(c);
-	curl_global_cleanup();
-	if (cc != CURLE_OK) {
-		fprintf(stderr, "ballast status: cannot reach %s: %s\n", full,
-			errbuf[0] ? errbuf : curl_easy_strerror(cc));
-		free(f.p);
-		return 1;
-	}
-	if (code != 200) {
-		fprintf(stderr, "ballast status: %s answered HTTP %ld: %s\n", full, code,
-			f.p ? f.p : "");
-		free(f.p);
-		return 1;
-	}
+	if (code != 200)
+		return client_failed(&cl, code, &f);
 	if (as_json) {
 		fwrite(f.p, 1, f.len, stdout);
 		free(f.p);
@@ -198,7 +336,8 @@ static int cmd_status(int argc, char **argv)
 	doc = json_loadb(f.p ? f.p : "", f.len, 0, &jerr);
 	free(f.p);
 	if (!doc) {
-		fprintf(stderr, "ballast status: %s did not answer JSON: %s\n", full, jerr.text);
+		fprintf(stderr, "ballast status: %s%s did not answer JSON: %s\n", cl.url, full,
+			jerr.text);
 		return 1;
 	}
 	json_t *b = json_object_get(doc, "ballast");
@@ -224,10 +363,211 @@ static int cmd_status(int argc, char **argv)
 	       (double)jint(doc, "process", "rss_bytes") / 1048576.0,
 	       jint(doc, "process", "open_fds"),
 	       json_number_value(json_object_get(json_object_get(doc, "process"), "cpu_seconds")));
-	print_section(doc, "budgets");
+	print_budgets(json_object_get(doc, "budgets"));
 	print_section(doc, "pools");
 	print_section(doc, "memory");
 	print_section(doc, "autoscaler");
+	json_decref(doc);
+	return 0;
+}
+
+/* Parses a non-negative integer option value; returns false if it is not one. */
+static bool parse_count(const char *s, long long *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtoll(s, &end, 10);
+	return *s && !*end && !errno && *out >= 0;
+}
+
+static int cmd_acquire(int argc, char **argv)
+{
+	static const char *const counts[] = {"--tokens", "tokens", "--input-tokens", "input_tokens",
+					     "--output-tokens", "output_tokens", "--requests",
+					     "requests", NULL};
+	struct client cl;
+	struct fetch f = {0};
+	json_t *body = json_object(), *doc;
+	const char *budget = NULL;
+	bool quiet = false;
+	long code = 0;
+	char *text;
+	int rc;
+
+	client_init(&cl, "acquire");
+	for (int i = 0; i < argc; i++) {
+		int r = client_option(&cl, argc, argv, &i);
+		bool took = false;
+
+		if (r < 0)
+			goto fail;
+		if (r)
+			continue;
+		for (int k = 0; counts[k]; k += 2) {
+			long long v;
+
+			if (strcmp(argv[i], counts[k]) != 0)
+				continue;
+			if (i + 1 >= argc || !parse_count(argv[i + 1], &v)) {
+				json_decref(body);
+				return usage_error("acquire: expects a count after ", counts[k]);
+			}
+			json_object_set_new(body, counts[k + 1], json_integer(v));
+			i++;
+			took = true;
+		}
+		if (took)
+			continue;
+		if (strcmp(argv[i], "--wait") == 0 && i + 1 < argc) {
+			int64_t ns;
+
+			if (bl_parse_duration(argv[i + 1], strlen(argv[i + 1]), &ns) != 0) {
+				json_decref(body);
+				return usage_error("acquire: --wait takes a duration such as 2s or 500ms, not ",
+						   argv[i + 1]);
+			}
+			json_object_set_new(body, "wait_ms", json_integer(ns / 1000000));
+			i++;
+		} else if ((strcmp(argv[i], "--tenant") == 0 || strcmp(argv[i], "--priority") == 0) &&
+			   i + 1 < argc) {
+			json_object_set_new(body, argv[i] + 2, json_string(argv[i + 1]));
+			i++;
+		} else if (strcmp(argv[i], "-q") == 0 || strcmp(argv[i], "--quiet") == 0) {
+			quiet = true;
+		} else if (argv[i][0] != '-' && !budget) {
+			budget = argv[i];
+		} else {
+			json_decref(body);
+			return usage_error("acquire: unexpected argument ", argv[i]);
+		}
+	}
+	if (!budget) {
+		json_decref(body);
+		return usage_error("acquire: ", "missing BUDGET");
+	}
+	json_object_set_new(body, "budget", json_string(budget));
+	text = json_dumps(body, JSON_COMPACT);
+	json_decref(body);
+	rc = client_call(&cl, "POST", "/v1/acquire", text, &code, &f);
+	free(text);
+	if (rc)
+		return 1;
+	if (code != 200)
+		return client_failed(&cl, code, &f);
+	doc = json_loads(f.p, 0, NULL);
+	if (quiet && json_is_string(json_object_get(doc, "lease")))
+		printf("%s\n", json_string_value(json_object_get(doc, "lease")));
+	else
+		printf("%s", f.p);
+	json_decref(doc);
+	free(f.p);
+	return 0;
+fail:
+	json_decref(body);
+	return 1;
+}
+
+static int cmd_release(int argc, char **argv)
+{
+	static const char *const counts[] = {"--tokens-used", "tokens_used", "--input-tokens-used",
+					     "input_tokens_used", "--output-tokens-used",
+					     "output_tokens_used", "--latency-ms", "latency_ms", NULL};
+	struct client cl;
+	struct fetch f = {0};
+	json_t *body = json_object();
+	const char *lease = NULL;
+	long code = 0;
+	char *text;
+	int rc;
+
+	client_init(&cl, "release");
+	for (int i = 0; i < argc; i++) {
+		int r = client_option(&cl, argc, argv, &i);
+		bool took = false;
+
+		if (r < 0) {
+			json_decref(body);
+			return 1;
+		}
+		if (r)
+			continue;
+		for (int k = 0; counts[k]; k += 2) {
+			long long v;
+
+			if (strcmp(argv[i], counts[k]) != 0)
+				continue;
+			if (i + 1 >= argc || !parse_count(argv[i + 1], &v)) {
+				json_decref(body);
+				return usage_error("release: expects a count after ", counts[k]);
+			}
+			json_object_set_new(body, counts[k + 1], json_integer(v));
+			i++;
+			took = true;
+		}
+		if (took)
+			continue;
+		if (strcmp(argv[i], "--outcome") == 0 && i + 1 < argc) {
+			json_object_set_new(body, "outcome", json_string(argv[++i]));
+		} else if (argv[i][0] != '-' && !lease) {
+			lease = argv[i];
+		} else {
+			json_decref(body);
+			return usage_error("release: unexpected argument ", argv[i]);
+		}
+	}
+	if (!lease) {
+		json_decref(body);
+		return usage_error("release: ", "missing LEASE");
+	}
+	json_object_set_new(body, "lease", json_string(lease));
+	text = json_dumps(body, JSON_COMPACT);
+	json_decref(body);
+	rc = client_call(&cl, "POST", "/v1/release", text, &code, &f);
+	free(text);
+	if (rc)
+		return 1;
+	if (code != 200)
+		return client_failed(&cl, code, &f);
+	printf("%s", f.p);
+	free(f.p);
+	return 0;
+}
+
+static int cmd_budgets(int argc, char **argv)
+{
+	struct client cl;
+	struct fetch f = {0};
+	bool as_json = false;
+	long code = 0;
+	json_t *doc;
+
+	client_init(&cl, "budgets");
+	for (int i = 0; i < argc; i++) {
+		int r = client_option(&cl, argc, argv, &i);
+
+		if (r < 0)
+			return 1;
+		if (r)
+			continue;
+		if (strcmp(argv[i], "--json") == 0)
+			as_json = true;
+		else
+			return usage_error("budgets: unexpected argument ", argv[i]);
+	}
+	if (client_call(&cl, "GET", "/v1/budgets", NULL, &code, &f))
+		return 1;
+	if (code != 200)
+		return client_failed(&cl, code, &f);
+	if (as_json) {
+		printf("%s", f.p);
+		free(f.p);
+		return 0;
+	}
+	doc = json_loads(f.p, 0, NULL);
+	free(f.p);
+	print_budgets(json_object_get(doc, "budgets"));
+	printf("leases      %lld live\n", (long long)json_integer_value(json_object_get(doc, "leases")));
 	json_decref(doc);
 	return 0;
 }
@@ -252,5 +592,11 @@ int main(int argc, char **argv)
 		return cmd_check(argc - 2, argv + 2);
 	if (strcmp(cmd, "status") == 0)
 		return cmd_status(argc - 2, argv + 2);
+	if (strcmp(cmd, "acquire") == 0)
+		return cmd_acquire(argc - 2, argv + 2);
+	if (strcmp(cmd, "release") == 0)
+		return cmd_release(argc - 2, argv + 2);
+	if (strcmp(cmd, "budgets") == 0)
+		return cmd_budgets(argc - 2, argv + 2);
 	return usage_error("unknown command ", cmd);
 }
