@@ -55,6 +55,7 @@ static char *dup_s(const char *s)
 	return dup_n(s, strlen(s));
 }
 
+__attribute__((format(printf, 1, 0)))
 static char *vformat(const char *fmt, va_list ap)
 {
 	va_list ap2;
@@ -80,6 +81,7 @@ static void diag_free(struct bl_diag *g)
 	free(g->message);
 }
 
+__attribute__((format(printf, 6, 0)))
 static int diag_vadd(struct bl_diags *d, const char *file, int line, int column,
 		     const char *path, const char *fmt, va_list ap)
 {
@@ -265,6 +267,7 @@ struct ctx {
 	const struct ynode *budgets; /* the budgets map, to check references */
 };
 
+__attribute__((format(printf, 4, 0)))
 static void vreport_at(struct ctx *c, int line, int column, const char *fmt, va_list ap)
 {
 	c->invalid = true;
@@ -358,6 +361,8 @@ static const char yaml_tag_prefix[] = "tag:yaml.org,2002:";
 struct builder {
 	struct ctx *c;
 	struct ydoc *doc;
+	const char *src;          /* the YAML text being parsed */
+	size_t src_len;           /* bytes in src */
 	struct ynode **stack;     /* open collections */
 	size_t depth;             /* entries in stack */
 	size_t cap;               /* allocated entries in stack */
@@ -511,6 +516,64 @@ static void apply_tag(struct builder *b, struct fy_token *tag, struct ynode *n)
 	       show(shown, sizeof shown, text, len));
 }
 
+static bool is_blank(char ch)
+{
+	return ch == ' ' || ch == '\t';
+}
+
+/* Decodes the content of a single-quoted scalar (what lies between the
+ * quotes) as YAML 1.2 says: '' is one quote; across lines, whitespace around
+ * line breaks goes, a single break folds into a space and n empty lines
+ * into n newlines. Returns a new string and its length in *out_len, or NULL.
+ *
+ * libfyaml 0.7.12 can do this itself (fy_token_get_text), but leaks when a
+ * scalar has several '' escapes; the fuzzer found it. */
+static char *single_quoted_decode(const char *raw, size_t n, size_t *out_len)
+{
+	char *out = malloc(n + 1);
+	size_t o = 0, i = 0, pending = 0;
+	bool first = true;
+
+	if (!out)
+		return NULL;
+	while (i <= n) {
+		size_t start = i, end, next;
+		bool last;
+
+		while (i < n && raw[i] != '\n' && raw[i] != '\r')
+			i++;
+		end = i;
+		last = i == n;
+		next = i + (i + 1 < n && raw[i] == '\r' && raw[i + 1] == '\n' ? 2 : 1);
+		if (!first)
+			while (start < end && is_blank(raw[start]))
+				start++;
+		if (!last)
+			while (end > start && is_blank(raw[end - 1]))
+				end--;
+		if (!first && !last && start == end) {
+			pending++; /* an empty line: kept as a newline */
+		} else {
+			if (!first) {
+				if (pending == 0)
+					out[o++] = ' ';
+				for (; pending > 0; pending--)
+					out[o++] = '\n';
+			}
+			for (size_t j = start; j < end; j++) {
+				out[o++] = raw[j];
+				if (raw[j] == '\'' && j + 1 < end && raw[j + 1] == '\'')
+					j++;
+			}
+		}
+		first = false;
+		i = next;
+	}
+	out[o] = '\0';
+	*out_len = o;
+	return out;
+}
+
 static void scalar_event(struct builder *b, struct fy_event *e)
 {
 	struct fy_token *v = e->scalar.value;
@@ -520,11 +583,25 @@ static void scalar_event(struct builder *b, struct fy_event *e)
 
 	if (!n)
 		return;
+	if (v && fy_token_scalar_style(v) == FYSS_SINGLE_QUOTED) {
+		const struct fy_mark *from = fy_token_start_mark(v), *to = fy_token_end_mark(v);
+
+		if (from && to && from->input_pos <= to->input_pos && to->input_pos <= b->src_len) {
+			n->text = single_quoted_decode(b->src + from->input_pos,
+						       to->input_pos - from->input_pos, &n->len);
+			if (!n->text) {
+				b->c->err = BL_ENOMEM;
+				return;
+			}
+		}
+	}
 	if (v) {
-		text = fy_token_get_text(v, &len);
-		if (!text) {
-			b->c->err = BL_ENOMEM;
-			return;
+		if (!n->text) {
+			text = fy_token_get_text(v, &len);
+			if (!text) {
+				b->c->err = BL_ENOMEM;
+				return;
+			}
 		}
 		n->plain = fy_token_scalar_style(v) == FYSS_PLAIN;
 		/* libfyaml marks the content; point at the opening quote, right before it. */
@@ -534,12 +611,14 @@ static void scalar_event(struct builder *b, struct fy_event *e)
 	} else {
 		n->plain = true; /* an empty value: null */
 	}
-	n->text = dup_n(text, len);
 	if (!n->text) {
-		b->c->err = BL_ENOMEM;
-		return;
+		n->text = dup_n(text, len);
+		if (!n->text) {
+			b->c->err = BL_ENOMEM;
+			return;
+		}
+		n->len = len;
 	}
-	n->len = len;
 	apply_tag(b, e->scalar.tag, n);
 	if (node_attach(b, n) == 0) {
 		char *name;
@@ -638,7 +717,7 @@ static bool ydoc_build(struct ctx *c, const char *text, size_t len, struct ydoc 
 	struct fy_diag *diag = NULL;
 	struct fy_parser *parser = NULL;
 	struct fy_event *e;
-	struct builder b = {.c = c, .doc = doc, .line = 1, .column = 1};
+	struct builder b = {.c = c, .doc = doc, .src = text, .src_len = len, .line = 1, .column = 1};
 	bool ok = false;
 
 	fy_diag_cfg_default(&dcfg);

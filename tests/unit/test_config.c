@@ -402,6 +402,28 @@ static void test_values(void **state)
 	assert_int_equal(cfg->memory.capacity, UINT64_C(16) << 30);
 	bl_config_destroy(cfg);
 
+	/* Single-quoted strings are decoded by the loader itself (libfyaml
+	 * 0.7.12 leaks on several '' escapes): escapes and line folding. */
+	{
+		static const struct {
+			const char *yaml;
+			const char *state_dir;
+		} sq[] = {
+			{"state_dir: 'it''s'\n", "it's"},
+			{"state_dir: 'x''''''''''y'\n", "x'''''y"},
+			{"state_dir: ''''''''''''''''''\n", "''''''''"},
+			{"state_dir: 'a\n  b  \n\n   c '\n", "a b\nc "},
+			{"state_dir: 'a  \r\n  b'\n", "a b"},
+			{"state_dir: 'x y\t \n '\n", "x y "},
+		};
+
+		for (size_t i = 0; i < sizeof sq / sizeof sq[0]; i++) {
+			cfg = load_ok(sq[i].yaml);
+			assert_string_equal(cfg->state_dir, sq[i].state_dir);
+			bl_config_destroy(cfg);
+		}
+	}
+
 	/* !!str keeps what looks like a number a string. */
 	cfg = load_ok("state_dir: !!str 123\n");
 	assert_string_equal(cfg->state_dir, "123");
