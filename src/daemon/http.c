@@ -500,6 +500,25 @@ static void reset_request(struct bl_http_conn *c)
 	memset(&c->req, 0, sizeof c->req);
 }
 
+static void conn_stop_reading(struct bl_http_conn *c);
+
+/* Keeps input that arrives behind a request not yet answered, up to one
+ * maximal request's worth; past that, reading stops until the answer. */
+static bool stash_pending(struct bl_http_conn *c, const char *data, size_t len)
+{
+	size_t cap = c->srv->limits.max_header + c->srv->limits.max_body;
+	char *p = realloc(c->pending, c->pending_len + len);
+
+	if (!p)
+		return false;
+	c->pending = p;
+	memcpy(c->pending + c->pending_len, data, len);
+	c->pending_len += len;
+	if (c->pending_len >= cap)
+		conn_stop_reading(c);
+	return true;
+}
+
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
 {
 	struct bl_http_conn *c = st->data;
@@ -523,6 +542,12 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
 		else if (c->writes_pending)
 			c->close_after_write = true;
 		else
+			conn_close(c);
+		return;
+	}
+	if (nread > 0 && c->state == CONN_DISPATCHED && !c->answered) {
+		/* Pipelined bytes behind a request still being handled. */
+		if (!stash_pending(c, b->base, (size_t)nread))
 			conn_close(c);
 		return;
 	}
@@ -617,17 +642,10 @@ static void conn_feed(struct bl_http_conn *c, const char *data, size_t len)
 		if (c->state == CONN_CLOSING)
 			return;
 		if (!c->answered) {
-			/* Answered later: keep the rest for then, and read no more. */
-			conn_stop_reading(c);
-			if (len) {
-				c->pending = malloc(len);
-				if (!c->pending) {
-					conn_close(c);
-					return;
-				}
-				memcpy(c->pending, data, len);
-				c->pending_len = len;
-			}
+			/* Answered later: keep the rest for then. Reading goes on so
+			 * that a client that hangs up is noticed (on_abort). */
+			if (len && !stash_pending(c, data, len))
+				conn_close(c);
 			return;
 		}
 		bl_hp_resume(&c->hp);
