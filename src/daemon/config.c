@@ -708,6 +708,67 @@ static void diag_discard(struct fy_diag *diag, void *user, const char *buf, size
 {
 }
 
+/* Length of the valid UTF-8 sequence at s[0..n), or 0 when it is not one:
+ * overlong forms, surrogates and code points past U+10FFFF are refused. */
+static size_t utf8_seq_len(const unsigned char *s, size_t n)
+{
+	unsigned char c = s[0];
+	size_t len;
+	unsigned char lo = 0x80, hi = 0xbf;
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		len = 2;
+	else if (c >= 0xe0 && c <= 0xef)
+		len = 3;
+	else if (c >= 0xf0 && c <= 0xf4)
+		len = 4;
+	else
+		return 0;
+	if (c == 0xe0)
+		lo = 0xa0; /* overlong */
+	else if (c == 0xed)
+		hi = 0x9f; /* surrogates */
+	else if (c == 0xf0)
+		lo = 0x90; /* overlong */
+	else if (c == 0xf4)
+		hi = 0x8f; /* past U+10FFFF */
+	if (n < len || s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i < len; i++)
+		if (s[i] < 0x80 || s[i] > 0xbf)
+			return 0;
+	return len;
+}
+
+/* A YAML stream is Unicode; we take UTF-8. Checked before libfyaml sees the
+ * text: libfyaml 0.7.12 loops forever on some invalid bytes (a '%' directive
+ * followed by a stray lead byte, found by fuzzing). */
+static bool check_utf8(struct ctx *c, const char *text, size_t len)
+{
+	const unsigned char *s = (const unsigned char *)text;
+	int line = 1, column = 1;
+
+	for (size_t i = 0; i < len;) {
+		size_t n = utf8_seq_len(s + i, len - i);
+
+		if (n == 0) {
+			report_at(c, line, column, "the file is not valid UTF-8 (byte 0x%02x); save "
+						   "it as UTF-8", s[i]);
+			return false;
+		}
+		if (s[i] == '\n') {
+			line++;
+			column = 1;
+		} else {
+			column++;
+		}
+		i += n;
+	}
+	return true;
+}
+
 /* Parses text into doc. Returns false when the document cannot be validated
  * (syntax error, too many alias expansions, out of memory); problems are reported. */
 static bool ydoc_build(struct ctx *c, const char *text, size_t len, struct ydoc *doc)
@@ -720,6 +781,8 @@ static bool ydoc_build(struct ctx *c, const char *text, size_t len, struct ydoc 
 	struct builder b = {.c = c, .doc = doc, .src = text, .src_len = len, .line = 1, .column = 1};
 	bool ok = false;
 
+	if (!check_utf8(c, text, len))
+		return false;
 	fy_diag_cfg_default(&dcfg);
 	dcfg.fp = NULL;
 	dcfg.output_fn = diag_discard;

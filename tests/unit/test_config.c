@@ -344,6 +344,7 @@ static const struct good_case good_cases[] = {
 				"pools:\n  p: {backends: [{name: x, url: \"http://h\", budget: a}]}\n"},
 	{"core tags", "log: {level: !!str info, access: !!bool false}\n"
 		      "limits: !!map {max_connections: !!int 5}\n"},
+	{"UTF-8 text and BOM", "\xef\xbb\xbfstate_dir: /var/lib/b\xc3\xa4llast/\xf0\x9f\x9a\x80\n"},
 	{"comments and document markers", "# hello\n---\nlisten: 127.0.0.1:1 # trailing\n...\n"},
 	{"references resolve", "budgets: {x: {limits: {concurrent: 1}}}\n"
 			       "autoscaler: {budget: x}\n"},
@@ -451,6 +452,16 @@ static const struct bad_case bad_cases[] = {
 	{"bad indentation", "log:\n  level: info\n access: true\n",
 	 {"t.yaml:3:2: YAML syntax error: invalid indentation in mapping"}},
 	{"unquoted ipv6", "listen: [::1]:7070\n", {"t.yaml:1:14: YAML syntax error: "}},
+
+	/* encoding */
+	{"invalid UTF-8", "log: {level: info}\nstate_dir: a\xff\n",
+	 {"t.yaml:2:13: the file is not valid UTF-8 (byte 0xff); save it as UTF-8"}},
+	{"directive with a stray byte", "%\xdf\n", {"t.yaml:1:2: the file is not valid UTF-8 (byte 0xdf)"}},
+	{"overlong UTF-8", "state_dir: \xc0\xaf\n", {"t.yaml:1:12: the file is not valid UTF-8 (byte 0xc0)"}},
+	{"UTF-8 surrogate", "state_dir: \xed\xa0\x80\n", {"t.yaml:1:12: the file is not valid UTF-8 (byte 0xed)"}},
+	{"truncated UTF-8", "state_dir: \xc3", {"t.yaml:1:12: the file is not valid UTF-8 (byte 0xc3)"}},
+	{"column counts characters", "state_dir: \xc3\xa9\xc3\xa9\xff\n",
+	 {"t.yaml:1:14: the file is not valid UTF-8 (byte 0xff)"}},
 
 	/* document shape */
 	{"empty document", "", {"t.yaml:1:1: the document is empty; expected a map of settings"}},
