@@ -381,6 +381,27 @@ static bool parse_count(const char *s, long long *out)
 	return *s && !*end && !errno && *out >= 0;
 }
 
+/* Takes "--name N" at argv[*i] when --name is in counts (pairs of option and
+ * JSON field, NULL-terminated) and sets the field in body. Returns 1 if it
+ * took it, 0 if argv[*i] is another option, -1 after printing the usage. */
+static int take_count(int argc, char **argv, int *i, const char *const *counts, json_t *body)
+{
+	for (int k = 0; counts[k]; k += 2) {
+		long long v;
+
+		if (strcmp(argv[*i], counts[k]) != 0)
+			continue;
+		if (*i + 1 >= argc || !parse_count(argv[*i + 1], &v)) {
+			usage_error("expects a non-negative count after ", counts[k]);
+			return -1;
+		}
+		json_object_set_new(body, counts[k + 1], json_integer(v));
+		++*i;
+		return 1;
+	}
+	return 0;
+}
+
 static int cmd_acquire(int argc, char **argv)
 {
 	static const char *const counts[] = {"--tokens", "tokens", "--input-tokens", "input_tokens",
@@ -398,24 +419,16 @@ static int cmd_acquire(int argc, char **argv)
 	client_init(&cl, "acquire");
 	for (int i = 0; i < argc; i++) {
 		int r = client_option(&cl, argc, argv, &i);
-		bool took = false;
+		int took;
 
 		if (r < 0)
 			goto fail;
 		if (r)
 			continue;
-		for (int k = 0; counts[k]; k += 2) {
-			long long v;
-
-			if (strcmp(argv[i], counts[k]) != 0)
-				continue;
-			if (i + 1 >= argc || !parse_count(argv[i + 1], &v)) {
-				json_decref(body);
-				return usage_error("acquire: expects a count after ", counts[k]);
-			}
-			json_object_set_new(body, counts[k + 1], json_integer(v));
-			i++;
-			took = true;
+		took = take_count(argc, argv, &i, counts, body);
+		if (took < 0) {
+			json_decref(body);
+			return EXIT_USAGE;
 		}
 		if (took)
 			continue;
@@ -484,7 +497,7 @@ static int cmd_release(int argc, char **argv)
 	client_init(&cl, "release");
 	for (int i = 0; i < argc; i++) {
 		int r = client_option(&cl, argc, argv, &i);
-		bool took = false;
+		int took;
 
 		if (r < 0) {
 			json_decref(body);
@@ -492,18 +505,10 @@ static int cmd_release(int argc, char **argv)
 		}
 		if (r)
 			continue;
-		for (int k = 0; counts[k]; k += 2) {
-			long long v;
-
-			if (strcmp(argv[i], counts[k]) != 0)
-				continue;
-			if (i + 1 >= argc || !parse_count(argv[i + 1], &v)) {
-				json_decref(body);
-				return usage_error("release: expects a count after ", counts[k]);
-			}
-			json_object_set_new(body, counts[k + 1], json_integer(v));
-			i++;
-			took = true;
+		took = take_count(argc, argv, &i, counts, body);
+		if (took < 0) {
+			json_decref(body);
+			return EXIT_USAGE;
 		}
 		if (took)
 			continue;

@@ -78,33 +78,28 @@ static const struct route routes[] = {
 
 /* ---- helpers ---------------------------------------------------------- */
 
-static void respond_json_error(struct bl_http_req *req, const struct bl_json_error *e)
+void bl_api_bad_request(struct bl_http_req *req, const struct bl_json_error *e)
 {
-	bl_http_respond_error_ex(req, 400, e->code, json_pack("{s:I}", "offset", (json_int_t)e->offset),
+	bool at_offset = strcmp(e->code, "malformed_json") == 0 || strcmp(e->code, "too_deep") == 0;
+
+	bl_http_respond_error_ex(req, 400, e->code,
+				 at_offset ? json_pack("{s:I}", "offset", (json_int_t)e->offset) : NULL,
 				 NULL, "%s", e->message);
 }
 
-/* Decodes the body as a JSON object with only the allowed keys, or answers 400. */
-static json_t *body_object(struct bl_http_req *req, const char *const *allowed)
+json_t *bl_api_body(struct bl_http_req *req, bool empty_ok, const char *const *allowed)
 {
 	struct bl_json_error e = {0};
-	json_t *obj;
+	json_t *obj = bl_json_decode_object(req->body, req->body_len, empty_ok, &e);
 
-	if (req->content_type && req->body_len &&
-	    strncmp(req->content_type, "application/json", 16) != 0) {
-		bl_http_respond_error(req, 415, "unsupported_media_type",
-				      "Content-Type '%.60s' is not accepted; send application/json",
-				      req->content_type);
-		return NULL;
-	}
-	obj = bl_json_decode_object(req->body, req->body_len, true, &e);
+	/* The Content-Type is not checked: `curl -d` sends a form type with JSON. */
 	if (!obj) {
-		respond_json_error(req, &e);
+		bl_api_bad_request(req, &e);
 		return NULL;
 	}
 	if (!bl_json_only_keys(obj, allowed, &e)) {
 		json_decref(obj);
-		respond_json_error(req, &e);
+		bl_api_bad_request(req, &e);
 		return NULL;
 	}
 	return obj;
@@ -388,7 +383,7 @@ static void h_reload(struct bl_daemon *d, struct bl_http_req *req, const char *p
 	static const char *const allowed[] = {"dry_run", NULL};
 	struct bl_diags dg = {0};
 	struct bl_json_error e = {0};
-	json_t *body = body_object(req, allowed), *warnings;
+	json_t *body = bl_api_body(req, true, allowed), *warnings;
 	bool dry_run = false;
 	int rc;
 
@@ -396,7 +391,7 @@ static void h_reload(struct bl_daemon *d, struct bl_http_req *req, const char *p
 		return;
 	if (bl_json_get_bool(body, "dry_run", &dry_run, &e) < 0) {
 		json_decref(body);
-		respond_json_error(req, &e);
+		bl_api_bad_request(req, &e);
 		return;
 	}
 	json_decref(body);
@@ -424,7 +419,7 @@ static void h_snapshot(struct bl_daemon *d, struct bl_http_req *req, const char 
 {
 	(void)param;
 	static const char *const allowed[] = {NULL};
-	json_t *body = body_object(req, allowed);
+	json_t *body = bl_api_body(req, true, allowed);
 
 	if (!body)
 		return;

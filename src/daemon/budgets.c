@@ -24,6 +24,7 @@
 #include "ballast/ratelimit_headers.h"
 #include "ballast/units.h"
 #include "ballast/waitq.h"
+#include "daemon.h"
 #include "jsonreq.h"
 #include "log.h"
 
@@ -657,18 +658,13 @@ static int get_units(json_t *body, const char *key, uint64_t *out, bool *given,
 	return 0;
 }
 
-static void bad_field(struct bl_http_req *req, const struct bl_json_error *e)
-{
-	bl_http_respond_error(req, 400, e->code, "%s", e->message);
-}
-
 void bl_budgets_acquire(struct bl_budgets *bs, struct bl_http_req *req)
 {
 	static const char *const allowed[] = {"budget", "requests", "tokens", "input_tokens",
 					      "output_tokens", "tenant", "priority", "wait_ms",
 					      "ttl_ms", "pool", "key", NULL};
 	struct bl_json_error e = {0};
-	json_t *body = bl_json_decode_object(req->body, req->body_len, false, &e);
+	json_t *body = bl_api_body(req, false, allowed);
 	const char *name = NULL, *tenant = DEFAULT_TENANT, *prio = "normal";
 	struct budget_rt *br;
 	struct waiter *w = NULL;
@@ -679,14 +675,8 @@ void bl_budgets_acquire(struct bl_budgets *bs, struct bl_http_req *req)
 	uint64_t cost;
 	int rc;
 
-	if (!body) {
-		bl_http_respond_error_ex(req, 400, e.code,
-					 json_pack("{s:I}", "offset", (json_int_t)e.offset), NULL, "%s",
-					 e.message);
+	if (!body)
 		return;
-	}
-	if (!bl_json_only_keys(body, allowed, &e))
-		goto bad;
 	if (json_object_get(body, "pool") || json_object_get(body, "key")) {
 		bl_http_respond_error(req, 400, "not_supported",
 				      "'pool' and 'key' route to backend pools, which this version "
@@ -822,7 +812,7 @@ void bl_budgets_acquire(struct bl_budgets *bs, struct bl_http_req *req)
 	json_decref(body);
 	return;
 bad:
-	bad_field(req, &e);
+	bl_api_bad_request(req, &e);
 out:
 	if (w && !w->has_timer)
 		free(w);
@@ -840,6 +830,14 @@ static struct lease_rt *lookup_lease(struct bl_budgets *bs, const char *id_text)
 		return NULL;
 	n = bl_lease_find(bs->leases, id);
 	return n ? BL_CONTAINER_OF(n, struct lease_rt, node) : NULL;
+}
+
+static void respond_unknown_lease(struct bl_http_req *req, const char *id)
+{
+	bl_http_respond_error(req, 404, "unknown_lease",
+			      "no live lease '%.64s': it was released already, expired, or never "
+			      "granted",
+			      id);
 }
 
 static void lease_free(struct bl_budgets *bs, struct lease_rt *l)
@@ -891,7 +889,7 @@ void bl_budgets_release(struct bl_budgets *bs, struct bl_http_req *req)
 					      "input_tokens_used", "output_tokens_used", "latency_ms",
 					      "provider_headers", "backend", NULL};
 	struct bl_json_error e = {0};
-	json_t *body = bl_json_decode_object(req->body, req->body_len, false, &e), *headers;
+	json_t *body = bl_api_body(req, false, allowed), *headers;
 	const char *id = NULL, *outcome = "ok";
 	struct lease_rt *l;
 	struct budget_rt *br;
@@ -902,14 +900,9 @@ void bl_budgets_release(struct bl_budgets *bs, struct bl_http_req *req)
 	int out_kind = -1, malformed = 0;
 	bl_time_ns now;
 
-	if (!body) {
-		bl_http_respond_error_ex(req, 400, e.code,
-					 json_pack("{s:I}", "offset", (json_int_t)e.offset), NULL, "%s",
-					 e.message);
+	if (!body)
 		return;
-	}
-	if (!bl_json_only_keys(body, allowed, &e) ||
-	    bl_json_get_string(body, "outcome", 16, &outcome, &e) < 0 ||
+	if (bl_json_get_string(body, "outcome", 16, &outcome, &e) < 0 ||
 	    bl_json_get_int(body, "latency_ms", 0, INT64_C(86400000), &latency_ms, &e) < 0)
 		goto bad;
 	if (bl_json_get_string(body, "lease", 64, &id, &e) != 0) {
@@ -952,10 +945,7 @@ void bl_budgets_release(struct bl_budgets *bs, struct bl_http_req *req)
 	}
 	l = lookup_lease(bs, id);
 	if (!l) {
-		bl_http_respond_error(req, 404, "unknown_lease",
-				      "no live lease '%.64s': it was released already, expired, or "
-				      "never granted",
-				      id);
+		respond_unknown_lease(req, id);
 		goto out;
 	}
 	br = l->budget;
@@ -1010,7 +1000,7 @@ void bl_budgets_release(struct bl_budgets *bs, struct bl_http_req *req)
 	pump(br);
 	goto out;
 bad:
-	bad_field(req, &e);
+	bl_api_bad_request(req, &e);
 out:
 	json_decref(body);
 }
@@ -1019,28 +1009,20 @@ void bl_budgets_extend(struct bl_budgets *bs, struct bl_http_req *req, const cha
 {
 	static const char *const allowed[] = {"ttl_ms", NULL};
 	struct bl_json_error e = {0};
-	json_t *body = bl_json_decode_object(req->body, req->body_len, true, &e);
+	json_t *body = bl_api_body(req, true, allowed);
 	struct lease_rt *l;
 	int64_t ttl_ms = -1;
 	bl_time_ns now;
 
-	if (!body) {
-		bl_http_respond_error_ex(req, 400, e.code,
-					 json_pack("{s:I}", "offset", (json_int_t)e.offset), NULL, "%s",
-					 e.message);
+	if (!body)
 		return;
-	}
-	if (!bl_json_only_keys(body, allowed, &e) ||
-	    bl_json_get_int(body, "ttl_ms", 1000, MAX_TTL_MS, &ttl_ms, &e) < 0) {
-		bad_field(req, &e);
+	if (bl_json_get_int(body, "ttl_ms", 1000, MAX_TTL_MS, &ttl_ms, &e) < 0) {
+		bl_api_bad_request(req, &e);
 		goto out;
 	}
 	l = lookup_lease(bs, lease_id);
 	if (!l) {
-		bl_http_respond_error(req, 404, "unknown_lease",
-				      "no live lease '%.64s': it was released already, expired, or "
-				      "never granted",
-				      lease_id);
+		respond_unknown_lease(req, lease_id);
 		goto out;
 	}
 	if (ttl_ms < 0)

@@ -85,6 +85,15 @@ void bl_api_handle(void *ctx, struct bl_http_req *req);
 /* Sees every answer: metrics and the access log (api.c). */
 void bl_api_done(void *ctx, const struct bl_http_req *req, int status, uint64_t duration_ns);
 
+/* Decodes req's body as a JSON object holding only the allowed keys
+ * (NULL-terminated). On failure answers 400 (what, and the byte offset for
+ * malformed JSON) and returns NULL. empty_ok: an empty body is {}. */
+json_t *bl_api_body(struct bl_http_req *req, bool empty_ok, const char *const *allowed);
+
+/* Answers 400 for a JSON request error (see jsonreq.h). */
+struct bl_json_error;
+void bl_api_bad_request(struct bl_http_req *req, const struct bl_json_error *e);
+
 /* Splits "host:port" or "[v6]:port". Returns 0, or BL_EINVAL with a reason in err. */
 int bl_listen_parse(const char *s, char *host, size_t hostcap, uint16_t *port, char *err,
 		    size_t errcap);

@@ -227,10 +227,14 @@ class Endpoints(unittest.TestCase):
         self.assertTrue(closed_by_peer(sock, 4))
         sock.close()
 
-    def test_non_json_content_type_is_415(self):
+    def test_curl_style_form_content_type_still_parses_json(self):
+        s, _, b = self.d.request("POST", "/v1/reload", body='{"dry_run":true}',
+                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+        self.assertEqual(s, 200, b)
         s, _, b = self.d.request("POST", "/v1/reload", body="dry_run=1",
                                  headers={"Content-Type": "application/x-www-form-urlencoded"})
-        self.assertEqual(s, 415)
+        self.assertEqual(s, 400)
+        self.assertEqual(json.loads(b)["error"]["code"], "malformed_json")
 
 
 class ConnectionCap(unittest.TestCase):
