@@ -742,20 +742,47 @@ static size_t utf8_seq_len(const unsigned char *s, size_t n)
 	return len;
 }
 
-/* A YAML stream is Unicode; we take UTF-8. Checked before libfyaml sees the
- * text: libfyaml 0.7.12 loops forever on some invalid bytes (a '%' directive
- * followed by a stray lead byte, found by fuzzing). */
-static bool check_utf8(struct ctx *c, const char *text, size_t len)
+static uint32_t utf8_decode(const unsigned char *s, size_t n)
+{
+	static const unsigned char lead_mask[] = {0, 0x7f, 0x1f, 0x0f, 0x07};
+	uint32_t cp = s[0] & lead_mask[n];
+
+	for (size_t i = 1; i < n; i++)
+		cp = cp << 6 | (s[i] & 0x3f);
+	return cp;
+}
+
+/* YAML 1.2's c-printable: no control characters but tab, LF, CR and NEL. */
+static bool yaml_printable(uint32_t cp)
+{
+	return cp == 0x09 || cp == 0x0a || cp == 0x0d || (cp >= 0x20 && cp <= 0x7e) || cp == 0x85 ||
+	       (cp >= 0xa0 && cp != 0xfffe && cp != 0xffff);
+}
+
+/* A YAML stream is printable Unicode; we take UTF-8. Checked before
+ * libfyaml sees the text, which 0.7.12 needs: it loops forever on a '%'
+ * directive followed by a stray UTF-8 lead byte, and crashes on some NUL
+ * bytes (both found by fuzzing). */
+static bool check_text(struct ctx *c, const char *text, size_t len)
 {
 	const unsigned char *s = (const unsigned char *)text;
 	int line = 1, column = 1;
 
 	for (size_t i = 0; i < len;) {
 		size_t n = utf8_seq_len(s + i, len - i);
+		uint32_t cp;
 
 		if (n == 0) {
 			report_at(c, line, column, "the file is not valid UTF-8 (byte 0x%02x); save "
 						   "it as UTF-8", s[i]);
+			return false;
+		}
+		cp = utf8_decode(s + i, n);
+		if (!yaml_printable(cp)) {
+			report_at(c, line, column, "control character U+%04X is not allowed in YAML; "
+						   "remove it, or write it as an escape inside "
+						   "double quotes (\"\\x%02X\")",
+				  (unsigned)cp, (unsigned)cp & 0xff);
 			return false;
 		}
 		if (s[i] == '\n') {
@@ -781,7 +808,7 @@ static bool ydoc_build(struct ctx *c, const char *text, size_t len, struct ydoc 
 	struct builder b = {.c = c, .doc = doc, .src = text, .src_len = len, .line = 1, .column = 1};
 	bool ok = false;
 
-	if (!check_utf8(c, text, len))
+	if (!check_text(c, text, len))
 		return false;
 	fy_diag_cfg_default(&dcfg);
 	dcfg.fp = NULL;

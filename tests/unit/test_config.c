@@ -463,6 +463,11 @@ static const struct bad_case bad_cases[] = {
 	{"column counts characters", "state_dir: \xc3\xa9\xc3\xa9\xff\n",
 	 {"t.yaml:1:14: the file is not valid UTF-8 (byte 0xff)"}},
 
+	{"escape character", "state_dir: a\x1b[0m\n",
+	 {"t.yaml:1:13: control character U+001B is not allowed in YAML; remove it, or write it as an "
+	  "escape inside double quotes (\"\\x1B\")"}},
+	{"C1 control", "state_dir: \xc2\x9b\n", {"t.yaml:1:12: control character U+009B is not allowed"}},
+
 	/* document shape */
 	{"empty document", "", {"t.yaml:1:1: the document is empty; expected a map of settings"}},
 	{"only comments", "# nothing\n\n", {"t.yaml:1:1: the document is empty"}},
@@ -770,6 +775,31 @@ static void test_bad_cases(void **state)
 		check_bad_case(&bad_cases[i]);
 }
 
+/* Text with NUL bytes: len counts, not strlen. libfyaml 0.7.12 crashes on
+ * this input, so the loader must refuse it before parsing. */
+static void test_nul_bytes(void **state)
+{
+	static const char crash[] = "? t:\t\0";
+	static const char inner[] = "listen: 127.0.0.1:7070\nstate_dir: a\0b\n";
+	struct bl_diags d = {0};
+	struct bl_config *cfg = NULL;
+
+	assert_int_equal(bl_config_load_string(crash, sizeof crash - 1, "t.yaml", &cfg, &d),
+			 BL_EINVAL);
+	assert_int_equal(bl_config_load_string(inner, sizeof inner - 1, "t.yaml", &cfg, &d),
+			 BL_EINVAL);
+	assert_null(cfg);
+	assert_int_equal(d.n, 2);
+	assert_int_equal(d.items[0].line, 1);
+	assert_int_equal(d.items[0].column, 6);
+	assert_int_equal(d.items[1].line, 2);
+	assert_int_equal(d.items[1].column, 13);
+	assert_string_equal(d.items[1].message,
+			    "control character U+0000 is not allowed in YAML; remove it, or write it "
+			    "as an escape inside double quotes (\"\\x00\")");
+	bl_diags_cleanup(&d);
+}
+
 static void test_too_many_problems(void **state)
 {
 	struct bl_diags d = {0};
@@ -1074,6 +1104,7 @@ int main(void)
 		cmocka_unit_test(test_good_cases),
 		cmocka_unit_test(test_values),
 		cmocka_unit_test(test_bad_cases),
+		cmocka_unit_test(test_nul_bytes),
 		cmocka_unit_test(test_too_many_problems),
 		cmocka_unit_test(test_diags_append_and_print),
 		cmocka_unit_test(test_load_file_errors),
