@@ -406,3 +406,41 @@ class Reload(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class Fairness(unittest.TestCase):
+    def test_tenant_weights_share_a_saturated_budget(self):
+        # 9000 requests/min at 0.9 = 135/s; 4:1 weights over ~2.5 s of saturation.
+        d = Daemon("""
+state_dir: {state_dir}
+budgets:
+  shared:
+    limits:
+      requests: {limit: 9000, per: 1m}
+    burst: 0.002                # 18 at once: saturated from the start
+    tenants: {interactive: {weight: 4}, batch: {weight: 1}}
+""").start()
+        counts = {"interactive": 0, "batch": 0}
+        lock = threading.Lock()
+        start = time.time() + 0.5  # let the burst drain before counting
+        stop = start + 2.5
+
+        def worker(tenant):
+            while time.time() < stop:
+                s, _, g = acquire(d, {"budget": "shared", "tenant": tenant, "wait_ms": 5000})
+                if s == 200:
+                    if time.time() >= start:
+                        with lock:
+                            counts[tenant] += 1
+                    release(d, g["lease"])
+
+        threads = [threading.Thread(target=worker, args=(t,))
+                   for t in ("interactive", "batch") for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        self.assertEqual(d.stop(), 0)
+        ratio = counts["interactive"] / max(1, counts["batch"])
+        self.assertGreater(counts["batch"], 20, counts)
+        self.assertTrue(3.0 <= ratio <= 5.0, counts)
