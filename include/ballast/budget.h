@@ -229,6 +229,14 @@ int bl_budget_expire(struct bl_budget *b, bl_time_ns now);
  * BL_EINVAL (retry_after_ns negative) leaving b unchanged. */
 int bl_budget_on_rate_limited(struct bl_budget *b, bl_time_ns now, int64_t retry_after_ns);
 
+/* The provider answered 429 to a call admitted before the budget last slowed
+ * down: that call went out at the old rate and says nothing about the new
+ * one, so the rate is not decreased again (many calls in flight at one 429
+ * would otherwise drive it to the floor at once). Honours retry_after_ns as
+ * bl_budget_on_rate_limited does and counts the 429. Returns 0 or BL_EINVAL
+ * (retry_after_ns negative) leaving b unchanged. */
+int bl_budget_on_rate_limited_stale(struct bl_budget *b, bl_time_ns now, int64_t retry_after_ns);
+
 /* The provider reports `remaining` units of dimension dim until reset_at_ns
  * (when its quota is whole again; 0 or a past time = now). When that is less
  * than the budget would admit before then, the budget moves so that it admits

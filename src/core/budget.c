@@ -550,6 +550,27 @@ int bl_budget_expire(struct bl_budget *b, bl_time_ns now)
 	return 0;
 }
 
+/* Pauses b until now + retry_after_ns unless a later pause is set. */
+static void pause_for(struct bl_budget *b, bl_time_ns now, int64_t retry_after_ns)
+{
+	if (retry_after_ns > 0) {
+		bl_time_ns until = sat_add_i64(now, retry_after_ns);
+
+		if (until > b->paused_until_ns)
+			b->paused_until_ns = until;
+	}
+}
+
+int bl_budget_on_rate_limited_stale(struct bl_budget *b, bl_time_ns now, int64_t retry_after_ns)
+{
+	if (retry_after_ns < 0)
+		return BL_EINVAL;
+	refresh(b, now);
+	pause_for(b, now, retry_after_ns);
+	b->provider_429s++;
+	return 0;
+}
+
 int bl_budget_on_rate_limited(struct bl_budget *b, bl_time_ns now, int64_t retry_after_ns)
 {
 	double f;
@@ -560,12 +581,7 @@ int bl_budget_on_rate_limited(struct bl_budget *b, bl_time_ns now, int64_t retry
 	f = b->factor * b->limits.adaptive_decrease;
 	if (f < BL_BUDGET_FACTOR_FLOOR)
 		f = BL_BUDGET_FACTOR_FLOOR;
-	if (retry_after_ns > 0) {
-		bl_time_ns until = sat_add_i64(now, retry_after_ns);
-
-		if (until > b->paused_until_ns)
-			b->paused_until_ns = until;
-	}
+	pause_for(b, now, retry_after_ns);
 	b->factor_base = f;
 	b->recover_from_ns = now > b->paused_until_ns ? now : b->paused_until_ns;
 	if (f != b->factor)

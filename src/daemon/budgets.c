@@ -88,6 +88,7 @@ struct budget_rt {
 	uint64_t wait_timeouts;      /* waiters whose wait_ms ran out */
 	uint64_t cancelled;          /* waiters whose client went away */
 	uint64_t headers_malformed;  /* provider header values ignored */
+	bl_time_ns last_decrease_ns; /* when a provider 429 last slowed the budget; 0 = never */
 	uint64_t outcomes[5];        /* releases by outcome */
 	struct budget_rt *next;
 };
@@ -967,9 +968,18 @@ void bl_budgets_release(struct bl_budgets *bs, struct bl_http_req *req)
 	br->outcomes[out_kind]++;
 	if (headers)
 		malformed = apply_headers(br, headers, now, &retry_after_ms);
-	if (out_kind == OUT_RATE_LIMITED)
-		bl_budget_on_rate_limited(&br->b, now,
-					  retry_after_ms > 0 ? retry_after_ms * BL_NS_PER_MS : 0);
+	if (out_kind == OUT_RATE_LIMITED) {
+		int64_t pause_ns = retry_after_ms > 0 ? retry_after_ms * BL_NS_PER_MS : 0;
+
+		/* One decrease per round trip: calls already in flight when the
+		 * budget slowed down were sent at the old rate. */
+		if (br->last_decrease_ns && l->acquired_ns < br->last_decrease_ns) {
+			bl_budget_on_rate_limited_stale(&br->b, now, pause_ns);
+		} else {
+			bl_budget_on_rate_limited(&br->b, now, pause_ns);
+			br->last_decrease_ns = now;
+		}
+	}
 	{
 		json_t *r = json_object(), *refunded = json_object(), *charged = json_object(),
 		       *lapsed = json_object();

@@ -221,6 +221,19 @@ class DecisionFlow(unittest.TestCase):
         self.assertEqual((s, doc["reason"]), (429, "paused"))
         self.assertGreater(doc["retry_after_ms"], 1000)
 
+    def test_429s_of_calls_in_flight_slow_the_budget_once(self):
+        a = acquire(self.d, {"budget": "api", "input_tokens": 10}, 200)[2]
+        b = acquire(self.d, {"budget": "api", "input_tokens": 10}, 200)[2]
+        release(self.d, a["lease"], outcome="rate_limited")
+        release(self.d, b["lease"], outcome="rate_limited")
+        st = budget(self.d, "api")
+        self.assertEqual(st["counts"]["provider_429s"], 2)
+        self.assertAlmostEqual(st["rate_factor"], 0.8, places=2)
+        # A call sent after the decrease that is refused again slows it further.
+        c = acquire(self.d, {"budget": "api", "input_tokens": 10}, 200)[2]
+        release(self.d, c["lease"], outcome="rate_limited")
+        self.assertAlmostEqual(budget(self.d, "api")["rate_factor"], 0.64, places=2)
+
     def test_provider_headers_resync_and_malformed_counted(self):
         g = acquire(self.d, {"budget": "api", "input_tokens": 10}, 200)[2]
         r = release(self.d, g["lease"], provider_headers={

@@ -1290,6 +1290,35 @@ static void test_pause(void **state)
 	assert_int_equal(dec.retry_at_ns, S(50));
 }
 
+/* A 429 for a call sent before the last decrease pauses and counts, but does
+ * not slow the budget again. */
+static void test_stale_rate_limited(void **state)
+{
+	struct bl_budget_limits l = limits1(BL_DIM_REQUESTS, 6000, S(60));
+	struct bl_budget b;
+	struct bl_budget_decision dec;
+	struct bl_amounts one = amt(BL_DIM_REQUESTS, 1);
+	struct bl_budget_stats st;
+	(void)state;
+
+	assert_int_equal(bl_budget_init(&b, &l), 0);
+	assert_int_equal(bl_budget_on_rate_limited(&b, S(10), 0), 0);
+	for (int i = 0; i < 20; i++)
+		assert_int_equal(bl_budget_on_rate_limited_stale(&b, S(10), 0), 0);
+	bl_budget_stats(&b, S(10), &st);
+	assert_true(fabs(st.rate_factor - 0.8) < 1e-9);
+	assert_int_equal(st.provider_429s, 21);
+	/* its retry-after still pauses */
+	assert_int_equal(bl_budget_on_rate_limited_stale(&b, S(11), S(3)), 0);
+	assert_int_equal(bl_budget_acquire(&b, &one, S(12), &dec), BL_EAGAIN);
+	assert_int_equal(dec.wait, BL_BUDGET_WAIT_PAUSE);
+	assert_int_equal(dec.retry_at_ns, S(14));
+	/* recovery is unchanged: 0.85 one period after the real decrease */
+	bl_budget_stats(&b, S(20), &st);
+	assert_true(fabs(st.rate_factor - 0.85) < 1e-9);
+	assert_int_equal(bl_budget_on_rate_limited_stale(&b, S(20), -1), BL_EINVAL);
+}
+
 static void test_sync_remaining(void **state)
 {
 	struct bl_budget_limits l = limits1(BL_DIM_TOKENS, 1000, S(60)); /* 15/s, burst 50 */
@@ -1829,6 +1858,7 @@ int main(void)
 		cmocka_unit_test(test_adaptive_decrease_recover),
 		cmocka_unit_test(test_adaptive_saturation),
 		cmocka_unit_test(test_pause),
+		cmocka_unit_test(test_stale_rate_limited),
 		cmocka_unit_test(test_sync_remaining),
 		cmocka_unit_test(test_state_round_trip),
 		cmocka_unit_test(test_state_rejects_nonsense),
