@@ -255,6 +255,7 @@ static size_t add_weight(size_t a, size_t b)
 
 /* ---- the loader's context --------------------------------------------- */
 
+/* One load: where diagnostics go, the path being read, the config being filled. */
 struct ctx {
 	const char *file;         /* name used in diagnostics */
 	struct bl_diags *diags;   /* where problems go */
@@ -358,16 +359,17 @@ static void path_pop(struct ctx *c, size_t mark)
 
 static const char yaml_tag_prefix[] = "tag:yaml.org,2002:";
 
+/* State of stage 1 while events arrive. */
 struct builder {
-	struct ctx *c;
-	struct ydoc *doc;
+	struct ctx *c;            /* where problems are reported */
+	struct ydoc *doc;         /* the tree being built */
 	const char *src;          /* the YAML text being parsed */
 	size_t src_len;           /* bytes in src */
 	struct ynode **stack;     /* open collections */
 	size_t depth;             /* entries in stack */
 	size_t cap;               /* allocated entries in stack */
-	int line;                 /* position of the last event with a mark */
-	int column;
+	int line;                 /* 1-based position of the last event with a mark ... */
+	int column;               /* ... for events that carry none (empty values) */
 	int documents;            /* documents started */
 };
 
@@ -1373,8 +1375,8 @@ static bool read_string(struct ctx *c, const struct ynode *raw, const char *expe
 }
 
 /* One of names[]; sets *out to its index. */
-static bool read_enum(struct ctx *c, const struct ynode *raw, const char *const *names, size_t n_names,
-		      int *out)
+static bool read_enum(struct ctx *c, const struct ynode *raw, const char *const *names,
+		      size_t n_names, int *out)
 {
 	const struct ynode *n = deref(raw);
 	char shown[SHOW_CAP], list[256];
