@@ -56,11 +56,18 @@ static int cmd_serve(int argc, char **argv)
 			return usage_error("serve: unexpected argument ", argv[i]);
 	}
 	if (opts.listen_override) {
-		char host[128], err[256];
-		uint16_t port;
+		/* Check it now, by the config's own rules, to answer with the usage. */
+		struct bl_config *cfg = NULL;
+		struct bl_diags diags = {0};
+		int bad = bl_config_load_default(&cfg, NULL) != 0 ||
+			  bl_config_set_listen(cfg, opts.listen_override, &diags) != 0;
+		char msg[300];
 
-		if (bl_listen_parse(opts.listen_override, host, sizeof host, &port, err, sizeof err))
-			return usage_error("serve: --listen ", err);
+		snprintf(msg, sizeof msg, "%s", diags.n ? diags.items[0].message : "");
+		bl_diags_cleanup(&diags);
+		bl_config_destroy(cfg);
+		if (bad)
+			return usage_error("serve: --listen: ", msg);
 	}
 	return bl_daemon_run(&opts);
 }

@@ -40,47 +40,6 @@ bool bl_token_equal(const char *given, size_t given_len, const char *expected,
 	return diff == 0;
 }
 
-int bl_listen_parse(const char *s, char *host, size_t hostcap, uint16_t *port, char *err,
-		    size_t errcap)
-{
-	const char *colon, *h = s;
-	size_t hlen;
-	char *end;
-	long p;
-
-	if (s[0] == '[') {
-		const char *close = strchr(s, ']');
-		if (!close || close[1] != ':') {
-			snprintf(err, errcap, "'%s' is not host:port; IPv6 is written [::1]:7070", s);
-			return BL_EINVAL;
-		}
-		h = s + 1;
-		hlen = (size_t)(close - h);
-		colon = close + 1;
-	} else {
-		colon = strrchr(s, ':');
-		if (!colon) {
-			snprintf(err, errcap, "'%s' is not host:port, e.g. 127.0.0.1:7070", s);
-			return BL_EINVAL;
-		}
-		hlen = (size_t)(colon - s);
-	}
-	if (hlen == 0 || hlen >= hostcap) {
-		snprintf(err, errcap, "'%s' has no host; write e.g. 127.0.0.1:7070 or 0.0.0.0:7070", s);
-		return BL_EINVAL;
-	}
-	errno = 0;
-	p = strtol(colon + 1, &end, 10);
-	if (colon[1] == '\0' || *end != '\0' || errno || p < 0 || p > 65535) {
-		snprintf(err, errcap, "'%s' has a bad port; accepted: 0..65535 (0 picks a free one)", s);
-		return BL_EINVAL;
-	}
-	memcpy(host, h, hlen);
-	host[hlen] = '\0';
-	*port = (uint16_t)p;
-	return 0;
-}
-
 /* Reads the bearer token from path: the whole file, trailing whitespace
  * trimmed. Returns a malloc'd token or NULL with a reason in err. */
 static char *read_token(const char *path, size_t *len, char *err, size_t errcap)
@@ -387,6 +346,8 @@ int bl_daemon_reload(struct bl_daemon *d, bool dry_run, struct bl_diags *diags, 
 		return 0;
 	}
 	rc = bl_config_load_file(d->config_path, &next, dg);
+	if (rc == 0 && d->listen_override)
+		rc = bl_config_set_listen(next, d->listen_override, dg); /* --listen wins */
 	if (rc != 0)
 		goto refused;
 	if (next->auth_token_file) {
@@ -598,8 +559,7 @@ static int load_initial_config(struct bl_daemon *d, const struct bl_daemon_optio
 int bl_daemon_run(const struct bl_daemon_options *opts)
 {
 	struct bl_daemon *d = calloc(1, sizeof *d);
-	char host[128], err[512], q[300];
-	uint16_t port;
+	char err[512], q[300];
 	struct bl_http_limits lim;
 	int rc, code = 1;
 
@@ -616,10 +576,15 @@ int bl_daemon_run(const struct bl_daemon_options *opts)
 		goto out;
 	d->config_loaded_at_ms = bl_daemon_wall_ms();
 	bl_log_set_level(d->cfg->log_level);
-	if (bl_listen_parse(opts->listen_override ? opts->listen_override : d->cfg->listen, host,
-			    sizeof host, &port, err, sizeof err) != 0) {
-		bl_log(BL_LOG_ERROR, "bad listen address", "error=%s", bl_log_quote(q, sizeof q, err));
-		goto out;
+	if (opts->listen_override) {
+		struct bl_diags diags = {0};
+
+		if (!(d->listen_override = strdup(opts->listen_override)) ||
+		    bl_config_set_listen(d->cfg, opts->listen_override, &diags) != 0) {
+			bl_diags_print(&diags, stderr);
+			bl_diags_cleanup(&diags);
+			goto out;
+		}
 	}
 	if (d->cfg->auth_token_file) {
 		d->auth_token = read_token(d->cfg->auth_token_file, &d->auth_token_len, err, sizeof err);
@@ -655,7 +620,8 @@ int bl_daemon_run(const struct bl_daemon_options *opts)
 	lim = limits_of(d->cfg);
 	if (bl_http_server_create(d->loop, &lim, bl_api_handle, bl_api_done, d, &d->http) != 0)
 		goto out_loop;
-	if (bl_http_server_listen(d->http, host, port, err, sizeof err) != 0) {
+	if (bl_http_server_listen(d->http, d->cfg->listen_host, d->cfg->listen_port, err,
+				  sizeof err) != 0) {
 		bl_log(BL_LOG_ERROR, "cannot listen", "error=%s", bl_log_quote(q, sizeof q, err));
 		goto out_loop;
 	}
@@ -703,6 +669,7 @@ out:
 	bl_config_destroy(d->cfg);
 	free(d->auth_token);
 	free(d->config_path);
+	free(d->listen_override);
 	free(d);
 	return code;
 }

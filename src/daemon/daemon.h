@@ -94,10 +94,6 @@ json_t *bl_api_body(struct bl_http_req *req, bool empty_ok, const char *const *a
 struct bl_json_error;
 void bl_api_bad_request(struct bl_http_req *req, const struct bl_json_error *e);
 
-/* Splits "host:port" or "[v6]:port". Returns 0, or BL_EINVAL with a reason in err. */
-int bl_listen_parse(const char *s, char *host, size_t hostcap, uint16_t *port, char *err,
-		    size_t errcap);
-
 /* Compares a presented token with the expected one in time that depends only
  * on the expected token's length. */
 bool bl_token_equal(const char *given, size_t given_len, const char *expected,

@@ -71,11 +71,14 @@ class Reload(unittest.TestCase):
         self.assertTrue(json.loads(b)["reloaded"])
         self.assertEqual(self.d.get_json("/v1/config")["limits"]["max_body"], "8KiB")
 
-    def test_listen_change_needs_restart(self):
-        self.d.write_config(GOOD + "listen: 127.0.0.1:1\n")
+    def test_state_dir_change_needs_restart_and_listen_flag_wins(self):
+        self.d.write_config(GOOD.replace("{state_dir}", os.path.join(self.d.tmp, "elsewhere"))
+                            + "listen: 127.0.0.1:1\n")
         s, _, b = self.d.request("POST", "/v1/reload")
         self.assertEqual(s, 200, b)
-        self.assertIn("listen changed: restart to apply", json.loads(b)["warnings"])
+        # --listen on the command line wins over the file: no listen change.
+        self.assertEqual(json.loads(b)["warnings"], ["state_dir changed: restart to apply"])
+        self.assertEqual(self.d.get_json("/v1/config")["state_dir"], self.d.state_dir)
         s, _, _ = self.d.request("GET", "/healthz")
         self.assertEqual(s, 200)
 
