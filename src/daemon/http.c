@@ -393,19 +393,41 @@ static void on_write_done(uv_write_t *w, int status)
 		conn_start_reading(c);
 }
 
-static void write_raw(struct bl_http_conn *c, const char *data, size_t len)
+/* Sends bufs in order: straight to the socket when it takes them all (no
+ * write request, no callback — libuv would re-arm epoll after each queued
+ * write), queueing only what it did not take. */
+static void send_bufs(struct bl_http_conn *c, const uv_buf_t *bufs, unsigned nbufs)
 {
-	struct wreq *wr = malloc(sizeof *wr + len);
+	size_t total = 0, done, o = 0;
+	struct wreq *wr;
 	uv_buf_t b;
+	int n;
 
+	for (unsigned i = 0; i < nbufs; i++)
+		total += bufs[i].len;
+	n = uv_try_write((uv_stream_t *)&c->tcp, bufs, nbufs);
+	if (n < 0 && n != UV_EAGAIN) {
+		conn_close(c);
+		return;
+	}
+	done = n > 0 ? (size_t)n : 0;
+	if (done == total)
+		return;
+	wr = malloc(sizeof *wr + total - done);
 	if (!wr) {
 		conn_close(c);
 		return;
 	}
 	wr->conn = c;
-	wr->len = len;
-	memcpy(wr->data, data, len);
-	b = uv_buf_init(wr->data, (unsigned)len);
+	for (unsigned i = 0; i < nbufs; i++) {
+		size_t len = bufs[i].len, skip = done > len ? len : done;
+
+		done -= skip;
+		memcpy(wr->data + o, bufs[i].base + skip, len - skip);
+		o += len - skip;
+	}
+	wr->len = o;
+	b = uv_buf_init(wr->data, (unsigned)o);
 	if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, &b, 1, on_write_done) < 0) {
 		free(wr);
 		conn_close(c);
@@ -414,45 +436,43 @@ static void write_raw(struct bl_http_conn *c, const char *data, size_t len)
 	c->writes_pending++;
 }
 
-/* Queues head and body as one write. */
+/* Closes a connection marked close_after_write once nothing is left to send. */
+static void close_if_sent(struct bl_http_conn *c)
+{
+	if (c->close_after_write && c->writes_pending == 0 && c->state != CONN_CLOSING)
+		conn_close(c);
+}
+
+static void write_raw(struct bl_http_conn *c, const char *data, size_t len)
+{
+	uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+
+	send_bufs(c, &b, 1);
+}
+
+/* Sends head and body, in one system call when the socket takes them. */
 static void write_response(struct bl_http_conn *c, int status, const char *content_type,
 			   const char *body, size_t len, const char *extra, bool keep_alive,
 			   bool http10)
 {
 	char head[1024];
 	int n = snprintf(head, sizeof head,
-			 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s",
+			 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n",
 			 status, bl_http_status_text(status), content_type, len,
 			 keep_alive ? (http10 ? "Connection: keep-alive\r\n" : "")
 				    : "Connection: close\r\n",
 			 extra ? extra : "");
-	struct wreq *wr;
-	uv_buf_t b;
+	uv_buf_t bufs[2];
 
-	if (n < 0 || (size_t)n >= sizeof head - 2) {
+	if (n < 0 || (size_t)n >= sizeof head) {
 		n = snprintf(head, sizeof head, "HTTP/1.1 500 Internal Server Error\r\n"
-						"Content-Length: 0\r\nConnection: close\r\n");
+						"Content-Length: 0\r\nConnection: close\r\n\r\n");
 		len = 0;
 		c->close_after_write = true;
 	}
-	wr = malloc(sizeof *wr + (size_t)n + 2 + len);
-	if (!wr) {
-		conn_close(c);
-		return;
-	}
-	wr->conn = c;
-	memcpy(wr->data, head, (size_t)n);
-	memcpy(wr->data + n, "\r\n", 2);
-	if (len)
-		memcpy(wr->data + n + 2, body, len);
-	wr->len = (size_t)n + 2 + len;
-	b = uv_buf_init(wr->data, (unsigned)wr->len);
-	if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, &b, 1, on_write_done) < 0) {
-		free(wr);
-		conn_close(c);
-		return;
-	}
-	c->writes_pending++;
+	bufs[0] = uv_buf_init(head, (unsigned)n);
+	bufs[1] = uv_buf_init((char *)body, (unsigned)len);
+	send_bufs(c, bufs, len ? 2 : 1);
 }
 
 /* ---- reading ---------------------------------------------------------- */
@@ -703,13 +723,14 @@ void bl_http_respond(struct bl_http_req *req, int status, const char *content_ty
 	if (c->state == CONN_CLOSING)
 		return;
 	reset_request(c);
-	if (!keep_alive) {
+	if (!keep_alive || c->close_after_write) {
 		c->close_after_write = true;
 		conn_stop_reading(c);
 		free(c->pending);
 		c->pending = NULL;
 		c->pending_len = 0;
 		c->state = CONN_IDLE;
+		close_if_sent(c);
 		return;
 	}
 	c->state = CONN_IDLE;
@@ -841,10 +862,13 @@ static void on_connection(uv_stream_t *listener, int status)
 				 "application/json\r\nContent-Length: %zu\r\nRetry-After: "
 				 "1\r\nConnection: close\r\n\r\n%s",
 				 sizeof body - 1, body);
+		/* Answer, then discard what it sends until it hangs up or a second
+		 * passes: closing at once could reset the answer away. */
 		c->refused = true;
 		s->stats.connections_refused++;
 		write_raw(c, resp, (size_t)n);
-		c->close_after_write = true;
+		if (c->state == CONN_CLOSING)
+			return;
 		restart_timer(c);
 		conn_start_reading(c);
 		return;
