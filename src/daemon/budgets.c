@@ -548,12 +548,18 @@ static void grant(struct budget_rt *br, struct waiter *w, uint64_t ticket, bl_ti
 	if (waited_ms > 0 || w->has_timer)
 		br->granted_after_wait++;
 	format_id(l->node.id, id);
-	bl_http_respond_json(w->req, 200,
-			     json_pack("{s:s,s:s,s:I,s:I,s:I}", "lease", id, "budget", br->name,
-				       "expires_at_ms", (json_int_t)mono_to_wall_ms(l->node.expires_ns),
-				       "ttl_ms", (json_int_t)w->ttl_ms, "waited_ms",
-				       (json_int_t)waited_ms),
-			     NULL);
+	{
+		/* The hot path's answer, written directly: budget names are config
+		 * names ([A-Za-z0-9_.-]), so nothing here needs escaping. */
+		char out[256];
+		int n = snprintf(out, sizeof out,
+				 "{\"lease\":\"%s\",\"budget\":\"%s\",\"expires_at_ms\":%lld,"
+				 "\"ttl_ms\":%lld,\"waited_ms\":%lld}\n",
+				 id, br->name, (long long)mono_to_wall_ms(l->node.expires_ns),
+				 (long long)w->ttl_ms, (long long)waited_ms);
+
+		bl_http_respond(w->req, 200, "application/json", out, (size_t)n, NULL);
+	}
 	arm_expiry(bs);
 }
 
@@ -884,6 +890,20 @@ static int apply_headers(struct budget_rt *br, json_t *headers, bl_time_ns now,
 	return (int)out.malformed;
 }
 
+/* Appends ,"key":{"dim":n,...} with the non-zero amounts; returns its length. */
+static size_t write_amounts(char *out, size_t cap, const char *key, const uint64_t *n)
+{
+	size_t o = (size_t)snprintf(out, cap, ",\"%s\":{", key);
+
+	for (int d = 0; d < BL_DIM_COUNT && o < cap; d++)
+		if (n[d])
+			o += (size_t)snprintf(out + o, cap - o, "%s\"%s\":%llu", out[o - 1] == '{' ? "" : ",",
+					      bl_dim_name((enum bl_dim)d), (unsigned long long)n[d]);
+	if (o < cap)
+		o += (size_t)snprintf(out + o, cap - o, "}");
+	return o < cap ? o : cap - 1;
+}
+
 void bl_budgets_release(struct bl_budgets *bs, struct bl_http_req *req)
 {
 	static const char *const allowed[] = {"lease", "outcome", "requests_used", "tokens_used",
@@ -981,29 +1001,17 @@ void bl_budgets_release(struct bl_budgets *bs, struct bl_http_req *req)
 		}
 	}
 	{
-		json_t *r = json_object(), *refunded = json_object(), *charged = json_object(),
-		       *lapsed = json_object();
+		/* Written directly, as the grant is (see there). */
+		char out[1024];
+		size_t n = (size_t)snprintf(out, sizeof out, "{\"released\":true,\"budget\":\"%s\"",
+					    br->name);
 
-		for (int d = 0; d < BL_DIM_COUNT; d++) {
-			if (rec.refunded[d])
-				json_object_set_new(refunded, bl_dim_name((enum bl_dim)d),
-						    json_integer((json_int_t)rec.refunded[d]));
-			if (rec.charged[d])
-				json_object_set_new(charged, bl_dim_name((enum bl_dim)d),
-						    json_integer((json_int_t)rec.charged[d]));
-			if (rec.lapsed[d])
-				json_object_set_new(lapsed, bl_dim_name((enum bl_dim)d),
-						    json_integer((json_int_t)rec.lapsed[d]));
-		}
-		json_object_set_new(r, "released", json_true());
-		json_object_set_new(r, "budget", json_string(br->name));
-		json_object_set_new(r, "refunded", refunded);
-		json_object_set_new(r, "charged", charged);
-		json_object_set_new(r, "lapsed", lapsed);
-		json_object_set_new(r, "held_ms",
-				    json_integer((json_int_t)((now - l->acquired_ns) / BL_NS_PER_MS)));
-		json_object_set_new(r, "headers_ignored", json_integer(malformed));
-		bl_http_respond_json(req, 200, r, NULL);
+		n += write_amounts(out + n, sizeof out - n, "refunded", rec.refunded);
+		n += write_amounts(out + n, sizeof out - n, "charged", rec.charged);
+		n += write_amounts(out + n, sizeof out - n, "lapsed", rec.lapsed);
+		n += (size_t)snprintf(out + n, sizeof out - n, ",\"held_ms\":%lld,\"headers_ignored\":%d}\n",
+				      (long long)((now - l->acquired_ns) / BL_NS_PER_MS), malformed);
+		bl_http_respond(req, 200, "application/json", out, n, NULL);
 	}
 	lease_free(bs, l);
 	arm_expiry(bs);
