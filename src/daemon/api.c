@@ -87,22 +87,19 @@ void bl_api_bad_request(struct bl_http_req *req, const struct bl_json_error *e)
 				 NULL, "%s", e->message);
 }
 
-json_t *bl_api_body(struct bl_http_req *req, bool empty_ok, const char *const *allowed)
+int bl_api_body(struct bl_http_req *req, bool empty_ok, const char *const *allowed,
+		struct bl_json_fields *out)
 {
 	struct bl_json_error e = {0};
-	json_t *obj = bl_json_decode_object(req->body, req->body_len, empty_ok, &e);
 
 	/* The Content-Type is not checked: `curl -d` sends a form type with JSON. */
-	if (!obj) {
+	if (bl_json_fields_decode(req->body, req->body_len, empty_ok, out, &e) != 0 ||
+	    !bl_json_only_keys(out, allowed, &e)) {
+		bl_json_fields_cleanup(out);
 		bl_api_bad_request(req, &e);
-		return NULL;
+		return -1;
 	}
-	if (!bl_json_only_keys(obj, allowed, &e)) {
-		json_decref(obj);
-		bl_api_bad_request(req, &e);
-		return NULL;
-	}
-	return obj;
+	return 0;
 }
 
 static bool authorized(struct bl_daemon *d, struct bl_http_req *req)
@@ -379,22 +376,23 @@ static void h_config(struct bl_daemon *d, struct bl_http_req *req, const char *p
 
 static void h_reload(struct bl_daemon *d, struct bl_http_req *req, const char *param)
 {
-	(void)param;
 	static const char *const allowed[] = {"dry_run", NULL};
 	struct bl_diags dg = {0};
 	struct bl_json_error e = {0};
-	json_t *body = bl_api_body(req, true, allowed), *warnings;
+	struct bl_json_fields body;
+	json_t *warnings;
 	bool dry_run = false;
 	int rc;
 
-	if (!body)
+	(void)param;
+	if (bl_api_body(req, true, allowed, &body) != 0)
 		return;
-	if (bl_json_get_bool(body, "dry_run", &dry_run, &e) < 0) {
-		json_decref(body);
+	rc = bl_json_get_bool(&body, "dry_run", &dry_run, &e);
+	bl_json_fields_cleanup(&body);
+	if (rc < 0) {
 		bl_api_bad_request(req, &e);
 		return;
 	}
-	json_decref(body);
 	warnings = json_array();
 	rc = bl_daemon_reload(d, dry_run, &dg, warnings);
 	if (rc != 0) {
@@ -417,13 +415,13 @@ static void h_reload(struct bl_daemon *d, struct bl_http_req *req, const char *p
 
 static void h_snapshot(struct bl_daemon *d, struct bl_http_req *req, const char *param)
 {
-	(void)param;
 	static const char *const allowed[] = {NULL};
-	json_t *body = bl_api_body(req, true, allowed);
+	struct bl_json_fields body;
 
-	if (!body)
+	(void)param;
+	if (bl_api_body(req, true, allowed, &body) != 0)
 		return;
-	json_decref(body);
+	bl_json_fields_cleanup(&body);
 	if (d->shutting_down) {
 		bl_http_respond_error(req, 503, "draining",
 				      "shutting down: the final snapshot is written on exit");

@@ -649,8 +649,8 @@ static void on_waiter_abort(struct bl_http_req *req)
 
 /* ---- acquire ---------------------------------------------------------------- */
 
-static int get_units(json_t *body, const char *key, uint64_t *out, bool *given,
-		     struct bl_json_error *e)
+static int get_units(const struct bl_json_fields *body, const char *key, uint64_t *out,
+		     bool *given, struct bl_json_error *e)
 {
 	int64_t v;
 	int rc = bl_json_get_int(body, key, 0, (int64_t)MAX_UNITS, &v, e);
@@ -671,7 +671,7 @@ void bl_budgets_acquire(struct bl_budgets *bs, struct bl_http_req *req)
 					      "output_tokens", "tenant", "priority", "wait_ms",
 					      "ttl_ms", "pool", "key", NULL};
 	struct bl_json_error e = {0};
-	json_t *body = bl_api_body(req, false, allowed);
+	struct bl_json_fields fields, *body = &fields;
 	const char *name = NULL, *tenant = DEFAULT_TENANT, *prio = "normal";
 	struct budget_rt *br;
 	struct waiter *w = NULL;
@@ -682,9 +682,9 @@ void bl_budgets_acquire(struct bl_budgets *bs, struct bl_http_req *req)
 	uint64_t cost;
 	int rc;
 
-	if (!body)
+	if (bl_api_body(req, false, allowed, body) != 0)
 		return;
-	if (json_object_get(body, "pool") || json_object_get(body, "key")) {
+	if (bl_json_has(body, "pool") || bl_json_has(body, "key")) {
 		bl_http_respond_error(req, 400, "not_supported",
 				      "'pool' and 'key' route to backend pools, which this version "
 				      "does not enforce yet; acquire from a budget");
@@ -816,14 +816,14 @@ void bl_budgets_acquire(struct bl_budgets *bs, struct bl_http_req *req)
 	uv_timer_start(&w->deadline, on_deadline, (uint64_t)wait_ms, 0);
 	req->handler_data = w;
 	req->on_abort = on_waiter_abort;
-	json_decref(body);
+	bl_json_fields_cleanup(body);
 	return;
 bad:
 	bl_api_bad_request(req, &e);
 out:
 	if (w && !w->has_timer)
 		free(w);
-	json_decref(body);
+	bl_json_fields_cleanup(body);
 }
 
 /* ---- release and extend --------------------------------------------------- */
@@ -910,7 +910,8 @@ void bl_budgets_release(struct bl_budgets *bs, struct bl_http_req *req)
 					      "input_tokens_used", "output_tokens_used", "latency_ms",
 					      "provider_headers", "backend", NULL};
 	struct bl_json_error e = {0};
-	json_t *body = bl_api_body(req, false, allowed), *headers;
+	struct bl_json_fields fields, *body = &fields;
+	json_t *headers = NULL;
 	const char *id = NULL, *outcome = "ok";
 	struct lease_rt *l;
 	struct budget_rt *br;
@@ -921,7 +922,7 @@ void bl_budgets_release(struct bl_budgets *bs, struct bl_http_req *req)
 	int out_kind = -1, malformed = 0;
 	bl_time_ns now;
 
-	if (!body)
+	if (bl_api_body(req, false, allowed, body) != 0)
 		return;
 	if (bl_json_get_string(body, "outcome", 16, &outcome, &e) < 0 ||
 	    bl_json_get_int(body, "latency_ms", 0, INT64_C(86400000), &latency_ms, &e) < 0)
@@ -943,17 +944,16 @@ void bl_budgets_release(struct bl_budgets *bs, struct bl_http_req *req)
 				      outcome);
 		goto out;
 	}
-	headers = json_object_get(body, "provider_headers");
-	if (headers && !json_is_null(headers)) {
+	if (bl_json_get_object(body, "provider_headers", &headers, &e) < 0) {
+		bl_http_respond_error(req, 400, "invalid_field",
+				      "field 'provider_headers' must be an object of header name to "
+				      "string value");
+		goto out;
+	}
+	if (headers) {
 		const char *k;
 		json_t *v;
 
-		if (!json_is_object(headers)) {
-			bl_http_respond_error(req, 400, "invalid_field",
-					      "field 'provider_headers' must be an object of header "
-					      "name to string value");
-			goto out;
-		}
 		json_object_foreach(headers, k, v) {
 			if (!json_is_string(v)) {
 				bl_http_respond_error(req, 400, "invalid_field",
@@ -961,8 +961,6 @@ void bl_budgets_release(struct bl_budgets *bs, struct bl_http_req *req)
 				goto out;
 			}
 		}
-	} else {
-		headers = NULL;
 	}
 	l = lookup_lease(bs, id);
 	if (!l) {
@@ -1020,19 +1018,19 @@ void bl_budgets_release(struct bl_budgets *bs, struct bl_http_req *req)
 bad:
 	bl_api_bad_request(req, &e);
 out:
-	json_decref(body);
+	bl_json_fields_cleanup(body);
 }
 
 void bl_budgets_extend(struct bl_budgets *bs, struct bl_http_req *req, const char *lease_id)
 {
 	static const char *const allowed[] = {"ttl_ms", NULL};
 	struct bl_json_error e = {0};
-	json_t *body = bl_api_body(req, true, allowed);
+	struct bl_json_fields fields, *body = &fields;
 	struct lease_rt *l;
 	int64_t ttl_ms = -1;
 	bl_time_ns now;
 
-	if (!body)
+	if (bl_api_body(req, true, allowed, body) != 0)
 		return;
 	if (bl_json_get_int(body, "ttl_ms", 1000, MAX_TTL_MS, &ttl_ms, &e) < 0) {
 		bl_api_bad_request(req, &e);
@@ -1054,7 +1052,7 @@ void bl_budgets_extend(struct bl_budgets *bs, struct bl_http_req *req, const cha
 				       (json_int_t)ttl_ms),
 			     NULL);
 out:
-	json_decref(body);
+	bl_json_fields_cleanup(body);
 }
 
 /* ---- lease expiry ----------------------------------------------------------- */

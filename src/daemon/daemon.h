@@ -12,6 +12,7 @@
 #include "budgets.h"
 #include "config.h"
 #include "http.h"
+#include "jsonreq.h"
 #include "metrics.h"
 #include "snapshot.h"
 
@@ -86,12 +87,13 @@ void bl_api_handle(void *ctx, struct bl_http_req *req);
 void bl_api_done(void *ctx, const struct bl_http_req *req, int status, uint64_t duration_ns);
 
 /* Decodes req's body as a JSON object holding only the allowed keys
- * (NULL-terminated). On failure answers 400 (what, and the byte offset for
- * malformed JSON) and returns NULL. empty_ok: an empty body is {}. */
-json_t *bl_api_body(struct bl_http_req *req, bool empty_ok, const char *const *allowed);
+ * (NULL-terminated) into *out. Returns 0; or answers 400 (what, and the byte
+ * offset for malformed JSON) and returns -1. empty_ok: an empty body is {}.
+ * Release *out with bl_json_fields_cleanup either way. */
+int bl_api_body(struct bl_http_req *req, bool empty_ok, const char *const *allowed,
+		struct bl_json_fields *out);
 
 /* Answers 400 for a JSON request error (see jsonreq.h). */
-struct bl_json_error;
 void bl_api_bad_request(struct bl_http_req *req, const struct bl_json_error *e);
 
 /* Compares a presented token with the expected one in time that depends only

@@ -37,7 +37,7 @@ struct bl_http_req {
 	const char *query;         /* after '?', or "" */
 	const char *authorization; /* Authorization header value, or NULL */
 	const char *content_type;  /* Content-Type header value, or NULL */
-	const char *body;          /* body bytes, NUL-terminated for convenience */
+	char *body;                /* body bytes, NUL-terminated; the handler may change them */
 	size_t body_len;           /* body length in bytes */
 	uint64_t start_ns;         /* uv_hrtime() when the request's first byte arrived */
 	const char *route;         /* route label for metrics, set by the handler */
