@@ -74,7 +74,7 @@ struct budget_rt {
 	uv_timer_t wake;             /* fires when the queue's head may conform */
 	bl_time_ns wake_at_ns;       /* armed for this time; 0 = not armed */
 	int64_t lease_ttl_ns;
-	uint32_t max_queue;
+	uint32_t max_queue;          /* waiters allowed; the queue holds one more: the arrival being tried */
 	uint32_t leases;             /* live leases of this budget */
 	uint64_t capacity[BL_DIM_COUNT]; /* most units one request may take, per dimension */
 	struct bl_budget_decision head;  /* why the queue's head waits (valid if head_ns) */
@@ -303,7 +303,7 @@ static struct budget_rt *budget_new(struct bl_budgets *bs, const struct bl_cfg_b
 		free(br);
 		return NULL;
 	}
-	if (bl_waitq_init(&br->q, cb->max_queue ? cb->max_queue : 1, 0) != 0 ||
+	if (bl_waitq_init(&br->q, cb->max_queue + 1, 0) != 0 ||
 	    bl_waitq_tenants_create(TENANT_SLOTS, &br->tenants) != 0 ||
 	    tenants_from_config(br->tenants, cb) != 0)
 		goto oom;
@@ -414,7 +414,7 @@ int bl_budgets_apply(struct bl_budgets *bs, const struct bl_config *cfg, char *e
 		br->retired = false;
 		br->lease_ttl_ns = cb->lease_ttl_ns;
 		br->max_queue = cb->max_queue;
-		bl_waitq_set_max(&br->q, cb->max_queue ? cb->max_queue : 1);
+		bl_waitq_set_max(&br->q, cb->max_queue + 1);
 		if (tenants_from_config(br->tenants, cb) != 0)
 			bl_log(BL_LOG_WARN, "tenant weights not applied", "budget=%s", br->name);
 	}
@@ -807,6 +807,13 @@ void bl_budgets_acquire(struct bl_budgets *bs, struct bl_http_req *req)
 		/* Not admitted now and may not wait: out of the queue, 429. */
 		bl_waitq_remove(&br->q, &w->node);
 		deny(br, w, mono_now());
+		goto out;
+	}
+	if (bl_waitq_length(&br->q) > br->max_queue) {
+		bl_waitq_remove(&br->q, &w->node);
+		br->queue_full++;
+		respond_rate_limited(req, br, "queue_full", CONCURRENCY_RETRY_MS, "queue_full", 0,
+				     "has a full waiting queue (max_queue)");
 		goto out;
 	}
 	/* Wait: the deadline timer or a grant answers. */

@@ -27,6 +27,10 @@ budgets:
   tiny:
     limits:
       requests: {limit: 10, per: 2s}
+  narrow:
+    limits:
+      concurrent: 1
+    max_queue: 1
 """
 
 
@@ -139,6 +143,20 @@ class DecisionFlow(unittest.TestCase):
         self.assertGreater(g["waited_ms"], 500)
         self.assertLess(time.time() - t0, 2.5)
 
+    def test_full_queue_is_429_queue_full(self):
+        acquire(self.d, {"budget": "narrow"}, 200)
+        t = threading.Thread(target=lambda: acquire(self.d, {"budget": "narrow", "wait_ms": 1500}))
+        t.start()
+        time.sleep(0.3)
+        s, h, doc = acquire(self.d, {"budget": "narrow", "wait_ms": 1500})
+        self.assertEqual((s, doc["error"]["code"]), (429, "queue_full"))
+        self.assertIn("retry-after", h)
+        # A request that does not wait is answered on its merits, not queue_full.
+        s, _, doc = acquire(self.d, {"budget": "narrow"})
+        self.assertEqual((s, doc["error"]["code"], doc["reason"]), (429, "rate_limited", "concurrency"))
+        t.join(5)
+        self.assertEqual(budget(self.d, "narrow")["counts"]["queue_full"], 1)
+
     def test_wait_times_out_with_429(self):
         acquire(self.d, {"budget": "api", "input_tokens": 10}, 200)
         acquire(self.d, {"budget": "api", "input_tokens": 10}, 200)
@@ -250,7 +268,7 @@ class DecisionFlow(unittest.TestCase):
 
     def test_budget_views(self):
         doc = self.d.get_json("/v1/budgets")
-        self.assertEqual(set(doc["budgets"]), {"api", "slow", "tiny"})
+        self.assertEqual(set(doc["budgets"]), {"api", "slow", "tiny", "narrow"})
         api = doc["budgets"]["api"]
         self.assertEqual(api["limits"]["input_tokens"]["limit"], 100000)
         self.assertEqual(api["limits"]["input_tokens"]["per"], "1m")
