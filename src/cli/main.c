@@ -308,6 +308,28 @@ static int client_failed(const struct client *cl, long status, struct fetch *f)
 	return 1;
 }
 
+/* POSTs body (the reference is stolen) to path. Returns 0 with the 200
+ * answer in *f, or 1 after printing what went wrong. */
+static int client_post(const struct client *cl, const char *path, json_t *body, struct fetch *f)
+{
+	char *text = json_dumps(body, JSON_COMPACT);
+	long code = 0;
+	int rc;
+
+	json_decref(body);
+	if (!text) {
+		fprintf(stderr, "ballast %s: out of memory\n", cl->cmd);
+		return 1;
+	}
+	rc = client_call(cl, "POST", path, text, &code, f);
+	free(text);
+	if (rc)
+		return 1;
+	if (code != 200)
+		return client_failed(cl, code, f);
+	return 0;
+}
+
 static int cmd_status(int argc, char **argv)
 {
 	struct client cl;
@@ -419,9 +441,6 @@ static int cmd_acquire(int argc, char **argv)
 	json_t *body = json_object(), *doc;
 	const char *budget = NULL;
 	bool quiet = false;
-	long code = 0;
-	char *text;
-	int rc;
 
 	client_init(&cl, "acquire");
 	for (int i = 0; i < argc; i++) {
@@ -467,14 +486,8 @@ static int cmd_acquire(int argc, char **argv)
 		return usage_error("acquire: ", "missing BUDGET");
 	}
 	json_object_set_new(body, "budget", json_string(budget));
-	text = json_dumps(body, JSON_COMPACT);
-	json_decref(body);
-	rc = client_call(&cl, "POST", "/v1/acquire", text, &code, &f);
-	free(text);
-	if (rc)
+	if (client_post(&cl, "/v1/acquire", body, &f))
 		return 1;
-	if (code != 200)
-		return client_failed(&cl, code, &f);
 	doc = json_loads(f.p, 0, NULL);
 	if (quiet && json_is_string(json_object_get(doc, "lease")))
 		printf("%s\n", json_string_value(json_object_get(doc, "lease")));
@@ -497,9 +510,6 @@ static int cmd_release(int argc, char **argv)
 	struct fetch f = {0};
 	json_t *body = json_object();
 	const char *lease = NULL;
-	long code = 0;
-	char *text;
-	int rc;
 
 	client_init(&cl, "release");
 	for (int i = 0; i < argc; i++) {
@@ -533,14 +543,8 @@ static int cmd_release(int argc, char **argv)
 		return usage_error("release: ", "missing LEASE");
 	}
 	json_object_set_new(body, "lease", json_string(lease));
-	text = json_dumps(body, JSON_COMPACT);
-	json_decref(body);
-	rc = client_call(&cl, "POST", "/v1/release", text, &code, &f);
-	free(text);
-	if (rc)
+	if (client_post(&cl, "/v1/release", body, &f))
 		return 1;
-	if (code != 200)
-		return client_failed(&cl, code, &f);
 	printf("%s", f.p);
 	free(f.p);
 	return 0;
