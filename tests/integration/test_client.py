@@ -1,0 +1,76 @@
+"""The stdlib Python client (clients/python) against the real daemon."""
+import os
+import sys
+import unittest
+
+from harness import SOURCE_DIR, Daemon
+
+sys.path.insert(0, os.path.join(SOURCE_DIR, "clients", "python"))
+from ballast_client import Ballast, BallastError, RateLimited  # noqa: E402
+
+CONFIG = """
+state_dir: {state_dir}
+auth: {token_file: {token_file}}
+budgets:
+  api:
+    limits:
+      requests: {limit: 6000, per: 1m}
+      input_tokens: {limit: 100000, per: 1m}
+      concurrent: 1
+"""
+
+
+class Client(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.d = Daemon(CONFIG, token="tok-123").start()
+        cls.url = "http://" + cls.d.addr
+
+    @classmethod
+    def tearDownClass(cls):
+        assert cls.d.stop() == 0
+
+    def budget(self):
+        return Ballast(self.url, token="tok-123").budgets()["api"]
+
+    def test_lease_block_releases_with_usage(self):
+        b = Ballast(self.url, token="tok-123")
+        with b.lease("api", input_tokens=1000, tenant="t1") as lease:
+            self.assertRegex(lease.id, r"^[0-9a-f]{16}$")
+            self.assertEqual(self.budget()["in_flight"], 1)
+            lease.used(input_tokens=400)
+        self.assertTrue(lease.released["released"])
+        st = self.budget()
+        self.assertEqual(st["in_flight"], 0)
+        self.assertEqual(st["counts"]["releases"]["ok"], 1)
+        b.close()
+
+    def test_exception_in_block_releases_as_error(self):
+        b = Ballast(self.url, token="tok-123")
+        with self.assertRaises(KeyError):
+            with b.lease("api", input_tokens=10):
+                raise KeyError("boom")
+        self.assertGreaterEqual(self.budget()["counts"]["releases"]["error"], 1)
+        self.assertEqual(self.budget()["in_flight"], 0)
+
+    def test_rate_limited_and_errors_are_exceptions(self):
+        b = Ballast(self.url, token="tok-123")
+        lease = b.acquire("api", input_tokens=10)
+        with self.assertRaises(RateLimited) as ctx:
+            b.acquire("api", input_tokens=10)
+        self.assertEqual(ctx.exception.reason, "concurrency")
+        self.assertGreater(ctx.exception.retry_after_ms, 0)
+        lease.release()
+        lease.release()  # once only: no second request
+        with self.assertRaises(BallastError) as ctx:
+            b.acquire("nope")
+        self.assertEqual((ctx.exception.status, ctx.exception.code), (404, "unknown_budget"))
+        with self.assertRaises(BallastError) as ctx:
+            Ballast(self.url, token="wrong").acquire("api", input_tokens=1)
+        self.assertEqual(ctx.exception.status, 401)
+        with self.assertRaises(ValueError):
+            Ballast("https://example.invalid")
+
+
+if __name__ == "__main__":
+    unittest.main()
