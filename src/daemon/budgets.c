@@ -545,7 +545,7 @@ static void grant(struct budget_rt *br, struct waiter *w, uint64_t ticket, bl_ti
 	}
 	br->leases++;
 	br->granted++;
-	if (waited_ms > 0 || w->has_timer)
+	if (w->has_timer)
 		br->granted_after_wait++;
 	format_id(l->node.id, id);
 	{
@@ -747,7 +747,7 @@ void bl_budgets_acquire(struct bl_budgets *bs, struct bl_http_req *req)
 	}
 	w->budget = br;
 	w->req = req;
-	w->start_ns = req->start_ns;
+	w->start_ns = (uint64_t)mono_now(); /* waited_ms counts from here */
 	w->wait_ms = wait_ms;
 	w->ttl_ms = ttl_ms > 0 ? ttl_ms : br->lease_ttl_ns / BL_NS_PER_MS;
 	snprintf(w->tenant, sizeof w->tenant, "%s", tenant);

@@ -135,7 +135,7 @@ class DecisionFlow(unittest.TestCase):
             acquire(self.d, {"budget": "slow"}, 200)
         s, _, doc = acquire(self.d, {"budget": "slow"})
         self.assertEqual((s, doc["reason"]), (429, "rate"))
-        self.assertTrue(1000 <= doc["retry_after_ms"] <= 1200, doc)
+        self.assertTrue(600 <= doc["retry_after_ms"] <= 1200, doc)  # 1.111 s less time since the grants
         # Waiting inside the daemon instead of retrying:
         t0 = time.time()
         s, _, g = acquire(self.d, {"budget": "slow", "wait_ms": 3000})
