@@ -363,8 +363,7 @@ int bl_daemon_reload(struct bl_daemon *d, bool dry_run, struct bl_diags *diags, 
 
 		if (bl_budgets_check(next, why, sizeof why) != 0) {
 			rc = BL_EINVAL;
-			if (add_diag(dg, d->config_path, "budgets", why) != 0)
-				goto refused;
+			add_diag(dg, d->config_path, "budgets", why);
 			goto refused;
 		}
 	}
@@ -373,6 +372,16 @@ int bl_daemon_reload(struct bl_daemon *d, bool dry_run, struct bl_diags *diags, 
 		bl_config_destroy(next);
 		bl_diags_cleanup(&local);
 		return 0;
+	}
+	/* The last step that can fail; nothing above has changed anything. */
+	{
+		char why[512];
+
+		if (bl_budgets_apply(d->budgets, next, why, sizeof why) != 0) {
+			rc = BL_ENOMEM;
+			add_diag(dg, d->config_path, "budgets", why);
+			goto refused;
+		}
 	}
 	/* Where and how we listen, and where state lives, need a restart. */
 	if (strcmp(next->listen, d->cfg->listen) != 0 || strcmp(next->state_dir, d->cfg->state_dir) != 0) {
@@ -393,15 +402,6 @@ int bl_daemon_reload(struct bl_daemon *d, bool dry_run, struct bl_diags *diags, 
 		tmp = next->listen_host, next->listen_host = d->cfg->listen_host, d->cfg->listen_host = tmp;
 		next->listen_port = d->cfg->listen_port;
 		tmp = next->state_dir, next->state_dir = d->cfg->state_dir, d->cfg->state_dir = tmp;
-	}
-	{
-		char why[512];
-
-		if (bl_budgets_apply(d->budgets, next, why, sizeof why) != 0) {
-			rc = BL_ENOMEM;
-			add_diag(dg, d->config_path, "budgets", why);
-			goto refused;
-		}
 	}
 	bl_config_destroy(d->cfg);
 	d->cfg = next;
@@ -427,10 +427,13 @@ refused:
 	bl_config_destroy(next);
 	if (!dry_run) {
 		d->reload_failures++;
-		if (dg->n)
+		if (dg->n && dg->items[0].line)
 			snprintf(d->last_reload_error, sizeof d->last_reload_error, "%s:%d:%d: %s: %s",
 				 dg->items[0].file, dg->items[0].line, dg->items[0].column,
 				 dg->items[0].path, dg->items[0].message);
+		else if (dg->n)
+			snprintf(d->last_reload_error, sizeof d->last_reload_error, "%s: %s: %s",
+				 dg->items[0].file, dg->items[0].path, dg->items[0].message);
 		else
 			snprintf(d->last_reload_error, sizeof d->last_reload_error, "%s",
 				 bl_strerror(rc));
