@@ -1,0 +1,362 @@
+/* The heap's public face: creation, the allocation calls shared by every
+ * strategy, aligned blocks, pointer validation and statistics. The strategies
+ * live in heap_fit.c (first/next/best/worst fit, tlsf with heap_tlsf.c) and
+ * heap_buddy.c. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ballast/error.h"
+#include "heap_internal.h"
+
+_Static_assert(sizeof(struct blk) <= BL_HEAP_HEADER_BYTES, "block header too big");
+_Static_assert(BL_HEAP_HEADER_BYTES % BL_HEAP_MIN_ALIGN == 0, "header breaks alignment");
+
+static const char *const strategy_names[BL_HEAP_STRATEGIES] = {
+	[BL_HEAP_FIRST_FIT] = "first_fit", [BL_HEAP_NEXT_FIT] = "next_fit",
+	[BL_HEAP_BEST_FIT] = "best_fit",   [BL_HEAP_WORST_FIT] = "worst_fit",
+	[BL_HEAP_TLSF] = "tlsf",           [BL_HEAP_BUDDY] = "buddy",
+};
+
+const char *bl_heap_strategy_name(enum bl_heap_strategy s)
+{
+	if ((unsigned)s >= BL_HEAP_STRATEGIES)
+		return "unknown";
+	return strategy_names[s];
+}
+
+int bl_heap_strategy_parse(const char *name)
+{
+	if (!name)
+		return BL_EINVAL;
+	for (int i = 0; i < BL_HEAP_STRATEGIES; i++)
+		if (strcmp(name, strategy_names[i]) == 0)
+			return i;
+	return BL_EINVAL;
+}
+
+static void *std_malloc(void *ctx, size_t bytes)
+{
+	(void)ctx;
+	return malloc(bytes);
+}
+
+static void std_free(void *ctx, void *ptr)
+{
+	(void)ctx;
+	free(ptr);
+}
+
+static bool is_pow2(size_t x)
+{
+	return x && !(x & (x - 1));
+}
+
+static bool is_buddy(const struct bl_heap *h)
+{
+	return h->strategy == BL_HEAP_BUDDY;
+}
+
+/* Bytes a managed area needs at least to hold one block. */
+static size_t min_area(enum bl_heap_strategy s)
+{
+	return s == BL_HEAP_BUDDY ? (size_t)1 << BUDDY_MIN_ORDER : MIN_BLOCK;
+}
+
+/* Lays the managed area over [mem, mem + bytes): aligned in, trimmed, and for
+ * buddy cut to a power of two. Returns false when too little is left. */
+static bool place(struct bl_heap *h, void *mem, size_t bytes)
+{
+	uintptr_t lo = ((uintptr_t)mem + GRAIN - 1) & ~(uintptr_t)(GRAIN - 1);
+	uintptr_t hi = ((uintptr_t)mem + bytes) & ~(uintptr_t)(GRAIN - 1);
+	size_t n;
+
+	if (hi <= lo)
+		return false;
+	n = (size_t)(hi - lo);
+	if (h->strategy == BL_HEAP_BUDDY) {
+		unsigned k = 0;
+
+		while (k + 1 < BUDDY_ORDERS && ((size_t)1 << (k + 1)) <= n)
+			k++;
+		n = (size_t)1 << k;
+		h->max_order = k;
+	}
+	if (n < min_area(h->strategy))
+		return false;
+	h->base = (char *)lo;
+	h->total = n;
+	h->end = h->base + n;
+	return true;
+}
+
+int bl_heap_create(const struct bl_heap_config *cfg, struct bl_heap **out)
+{
+	struct bl_heap_allocator a = { std_malloc, std_free, NULL };
+	struct bl_heap *h;
+	size_t align;
+	void *mem;
+
+	if (!cfg || !out || (unsigned)cfg->strategy >= BL_HEAP_STRATEGIES)
+		return BL_EINVAL;
+	align = cfg->alignment ? cfg->alignment : GRAIN;
+	if (!is_pow2(align))
+		return BL_EINVAL;
+	if (align < GRAIN)
+		align = GRAIN;
+	if (cfg->allocator) {
+		if (!cfg->allocator->malloc || !cfg->allocator->free)
+			return BL_EINVAL;
+		a = *cfg->allocator;
+	}
+	/* Keep every size sum far from overflow, and refuse what cannot hold a
+	 * block before allocating anything. */
+	if (cfg->region_bytes > SIZE_MAX / 4 ||
+	    cfg->region_bytes < min_area(cfg->strategy))
+		return BL_ERANGE;
+	if (cfg->region && (uintptr_t)cfg->region > UINTPTR_MAX - cfg->region_bytes)
+		return BL_ERANGE;
+
+	h = a.malloc(a.ctx, sizeof(*h));
+	if (!h)
+		return BL_ENOMEM;
+	memset(h, 0, sizeof(*h));
+	h->strategy = cfg->strategy;
+	h->alignment = align;
+	h->alloc = a;
+	mem = cfg->region;
+	if (!mem) {
+		mem = a.malloc(a.ctx, cfg->region_bytes);
+		if (!mem) {
+			a.free(a.ctx, h);
+			return BL_ENOMEM;
+		}
+		h->owned = mem;
+	}
+	if (!place(h, mem, cfg->region_bytes))
+		goto free_region;
+	if (is_buddy(h))
+		bl_heap__buddy_init(h);
+	else
+		bl_heap__fit_init(h);
+	*out = h;
+	return 0;
+
+free_region:
+	if (h->owned)
+		a.free(a.ctx, h->owned);
+	a.free(a.ctx, h);
+	return BL_ERANGE;
+}
+
+void bl_heap_destroy(struct bl_heap *h)
+{
+	struct bl_heap_allocator a;
+
+	if (!h)
+		return;
+	a = h->alloc;
+	if (h->owned)
+		a.free(a.ctx, h->owned);
+	a.free(a.ctx, h);
+}
+
+/* Finds the block behind p, or NULL when p is not a live allocation of h.
+ * *shim gets the shim header of an aligned allocation, or NULL. */
+static struct blk *resolve(const struct bl_heap *h, const void *p, struct blk **shim)
+{
+	uintptr_t u = (uintptr_t)p, lo = (uintptr_t)h->base, hi = (uintptr_t)h->end;
+	struct blk *b, *s = NULL;
+
+	*shim = NULL;
+	if (u < lo + HDR || u >= hi || (u - lo) % GRAIN)
+		return NULL;
+	b = (struct blk *)(u - HDR);
+	if (blk_is(b, TAG_SHIM)) {
+		/* An aligned pointer: the shim says how far back its block is. */
+		if (b->size % GRAIN || b->size > (size_t)(u - HDR - lo))
+			return NULL;
+		s = b;
+		b = (struct blk *)((char *)s - s->size);
+	}
+	if (is_buddy(h) ? !bl_heap__buddy_owns(h, b) : !bl_heap__fit_owns(h, b))
+		return NULL;
+	if (s && ((char *)s < (char *)payload(b) ||
+		  (char *)s + HDR + GRAIN > (char *)b + b->size))
+		return NULL;
+	*shim = s;
+	return b;
+}
+
+static struct blk *family_alloc(struct bl_heap *h, size_t bytes)
+{
+	return is_buddy(h) ? bl_heap__buddy_alloc(h, bytes) : bl_heap__fit_alloc(h, bytes);
+}
+
+static void family_release(struct bl_heap *h, struct blk *b)
+{
+	if (is_buddy(h))
+		bl_heap__buddy_release(h, b);
+	else
+		bl_heap__fit_release(h, b);
+}
+
+static void *fail(struct bl_heap *h, int err)
+{
+	h->failed++;
+	h->last_error = err;
+	return NULL;
+}
+
+static void note_alloc(struct bl_heap *h)
+{
+	h->allocs++;
+	h->live++;
+	if (h->used > h->high_water)
+		h->high_water = h->used;
+}
+
+/* Allocates with alignment `align` (a power of two >= GRAIN). A block whose
+ * payload is not aligned by chance gets a shim header just before the aligned
+ * pointer, leading back to the block. */
+static void *alloc_aligned(struct bl_heap *h, size_t bytes, size_t align)
+{
+	struct blk *b, *s;
+	uintptr_t p;
+
+	if (bytes > h->total || align > h->total)
+		return fail(h, BL_ETOOBIG);
+	b = family_alloc(h, align == GRAIN ? bytes : bytes + align + HDR);
+	if (!b)
+		return fail(h, BL_ENOMEM);
+	note_alloc(h);
+	b->align_log2 = (uint32_t)__builtin_ctzll((unsigned long long)align);
+	p = (uintptr_t)payload(b);
+	if (p % align == 0)
+		return (void *)p;
+	p = (p + HDR + align - 1) & ~(uintptr_t)(align - 1);
+	s = (struct blk *)(p - HDR);
+	s->size = (size_t)((char *)s - (char *)b);
+	s->prev_size = align;
+	s->order = 0;
+	s->align_log2 = b->align_log2;
+	s->tag = tag_of(s, TAG_SHIM);
+	return (void *)p;
+}
+
+void *bl_heap_alloc(struct bl_heap *h, size_t bytes)
+{
+	return alloc_aligned(h, bytes, h->alignment);
+}
+
+void *bl_heap_aligned_alloc(struct bl_heap *h, size_t bytes, size_t align)
+{
+	if (!is_pow2(align))
+		return fail(h, BL_EINVAL);
+	if (align < h->alignment)
+		align = h->alignment;
+	return alloc_aligned(h, bytes, align);
+}
+
+/* Frees a block resolve() accepted. */
+static void release(struct bl_heap *h, struct blk *b, struct blk *shim)
+{
+	if (shim)
+		shim->tag = TAG_DEAD;
+	family_release(h, b);
+	h->frees++;
+	h->live--;
+}
+
+int bl_heap_free(struct bl_heap *h, void *p)
+{
+	struct blk *b, *shim;
+
+	if (!p)
+		return 0;
+	b = resolve(h, p, &shim);
+	if (!b)
+		return BL_EINVAL;
+	release(h, b, shim);
+	return 0;
+}
+
+static size_t usable(struct blk *b, const void *p)
+{
+	return (size_t)((char *)b + b->size - (const char *)p);
+}
+
+void *bl_heap_realloc(struct bl_heap *h, void *p, size_t bytes)
+{
+	struct blk *b, *shim;
+	size_t keep;
+	void *q;
+	bool moved_ok;
+
+	if (!p)
+		return bl_heap_alloc(h, bytes);
+	b = resolve(h, p, &shim);
+	if (!b) {
+		h->last_error = BL_EINVAL;
+		return NULL;
+	}
+	if (bytes > h->total)
+		return fail(h, BL_ETOOBIG);
+	if (!shim) {
+		moved_ok = is_buddy(h) ? bl_heap__buddy_resize(h, b, bytes)
+				       : bl_heap__fit_resize(h, b, bytes);
+		if (moved_ok) {
+			if (h->used > h->high_water)
+				h->high_water = h->used;
+			return p;
+		}
+	}
+	q = alloc_aligned(h, bytes, (size_t)1 << b->align_log2);
+	if (!q)
+		return NULL;
+	keep = usable(b, p);
+	memcpy(q, p, keep < bytes ? keep : bytes);
+	release(h, b, shim);
+	return q;
+}
+
+size_t bl_heap_usable_size(const struct bl_heap *h, const void *p)
+{
+	struct blk *b, *shim;
+
+	if (!p)
+		return 0;
+	b = resolve(h, p, &shim);
+	return b ? usable(b, p) : 0;
+}
+
+int bl_heap_last_error(const struct bl_heap *h)
+{
+	return h->last_error;
+}
+
+void bl_heap_stats(const struct bl_heap *h, struct bl_heap_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->total_bytes = h->total;
+	st->used_bytes = h->used;
+	st->free_bytes = h->total - h->used;
+	st->largest_free_bytes = is_buddy(h) ? bl_heap__buddy_largest(h)
+					     : bl_heap__fit_largest(h);
+	st->fragmentation = st->free_bytes
+		? 1.0 - (double)st->largest_free_bytes / (double)st->free_bytes : 0.0;
+	st->high_water_bytes = h->high_water;
+	st->live_blocks = h->live;
+	st->allocations = h->allocs;
+	st->frees = h->frees;
+	st->failed_allocations = h->failed;
+}
+
+enum bl_heap_strategy bl_heap_strategy(const struct bl_heap *h)
+{
+	return h->strategy;
+}
+
+int bl_heap_check(const struct bl_heap *h)
+{
+	return is_buddy(h) ? bl_heap__buddy_check(h) : bl_heap__fit_check(h);
+}
