@@ -15,24 +15,16 @@
 #define BALLAST_ARENA_H
 
 #include <stddef.h>
-#include <stdint.h>
 
-/* Where an arena gets its memory. Both functions or neither. */
-struct bl_arena_hook {
-	/* Returns bytes of memory aligned at least for any object whose alignment
-	 * is at most alignof(max_align_t) (as malloc does), or NULL. */
-	void *(*malloc_fn)(void *ctx, size_t bytes);
-	/* Releases p, which malloc_fn returned for `bytes` bytes. */
-	void (*free_fn)(void *ctx, void *p, size_t bytes);
-	void *ctx; /* passed to both functions untouched */
-};
+#include "ballast/alloc.h"
+#include <stdint.h>
 
 /* How an arena is made. Zero-initialize, then set what you need. */
 struct bl_arena_config {
 	size_t block_bytes; /* usable bytes per ordinary block; 0 means 16 KiB */
 	size_t max_bytes;   /* cap on bytes taken from the hook for blocks
 			     * (reserved), first block included; 0 means no cap */
-	const struct bl_arena_hook *hook; /* copied; NULL means malloc/free */
+	const struct bl_alloc_hook *hook; /* copied; NULL means malloc/free */
 };
 
 /* A point in an arena's history to roll back to. Plain value: copy it, keep

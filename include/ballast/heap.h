@@ -1,7 +1,7 @@
 /* The heap: a variable-size pool over one fixed region.
  *
  * The region is either the caller's (a pointer and a size; the heap never frees
- * it) or obtained once at creation through an allocator hook. Nothing grows
+ * it) or obtained once at creation through a hook (ballast/alloc.h). Nothing grows
  * afterwards: when no block fits, bl_heap_alloc() returns NULL, records the
  * reason (bl_heap_last_error()) and counts a failed allocation. It never
  * aborts.
@@ -28,6 +28,8 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+
+#include "ballast/alloc.h"
 #include <stdint.h>
 
 /* Placement strategies. */
@@ -49,15 +51,6 @@ enum bl_heap_strategy {
 /* Bytes of bookkeeping in front of every block (the block header). */
 #define BL_HEAP_HEADER_BYTES 32u
 
-/* Where the heap gets its control structure and, unless the caller gives one,
- * its region. Both calls happen only in bl_heap_create() and their frees only
- * in bl_heap_destroy(). */
-struct bl_heap_allocator {
-	void *(*malloc)(void *ctx, size_t bytes); /* returns NULL on failure */
-	void (*free)(void *ctx, void *ptr);       /* releases what malloc gave */
-	void *ctx;                                /* passed through untouched */
-};
-
 /* How to build a heap. Zero-initialise and set what you need. */
 struct bl_heap_config {
 	void *region;        /* caller-owned memory, or NULL to obtain it */
@@ -65,7 +58,7 @@ struct bl_heap_config {
 	enum bl_heap_strategy strategy; /* placement strategy */
 	size_t alignment;    /* alignment of bl_heap_alloc() results in bytes:
 	                      * 0 means BL_HEAP_MIN_ALIGN; else a power of two */
-	const struct bl_heap_allocator *allocator; /* NULL: malloc and free */
+	const struct bl_alloc_hook *hook; /* where the region comes from; NULL: malloc/free */
 };
 
 /* A snapshot of a heap's accounting. Block bytes include headers, so
@@ -101,11 +94,11 @@ int bl_heap_strategy_parse(const char *name);
  * largest power of two that fits and leaves the rest unused. Returns 0;
  * BL_EINVAL for a NULL argument, an unknown strategy or an alignment that is
  * not a power of two; BL_ERANGE for a region too small to hold one block or
- * too large to describe; BL_ENOMEM when the allocator fails (nothing is
+ * too large to describe; BL_ENOMEM when the hook fails (nothing is
  * leaked and *out is untouched). */
 int bl_heap_create(const struct bl_heap_config *cfg, struct bl_heap **out);
 
-/* Destroys h, returning obtained memory through the allocator. A caller region
+/* Destroys h, returning obtained memory through the hook. A caller region
  * is left alone; pointers into it become meaningless. NULL is a no-op. */
 void bl_heap_destroy(struct bl_heap *h);
 

@@ -26,17 +26,9 @@
 
 #include <stdbool.h>
 #include <stddef.h>
-#include <stdint.h>
 
-/* Where a pool gets its memory. Both functions or neither. */
-struct bl_slab_hook {
-	/* Returns bytes of memory aligned at least for any object whose alignment
-	 * is at most alignof(max_align_t) (as malloc does), or NULL. */
-	void *(*malloc_fn)(void *ctx, size_t bytes);
-	/* Releases p, which malloc_fn returned for `bytes` bytes. */
-	void (*free_fn)(void *ctx, void *p, size_t bytes);
-	void *ctx; /* passed to both functions untouched */
-};
+#include "ballast/alloc.h"
+#include <stdint.h>
 
 /* How a pool is made. Zero-initialize, then set what you need. */
 struct bl_slab_config {
@@ -48,7 +40,7 @@ struct bl_slab_config {
 	size_t max_bytes;        /* cap on bytes taken from the hook for slabs
 				  * (bytes_reserved); 0 means no cap */
 	bool zero;               /* zero each object's bytes on alloc */
-	const struct bl_slab_hook *hook; /* copied; NULL means malloc/free */
+	const struct bl_alloc_hook *hook; /* copied; NULL means malloc/free */
 };
 
 /* A pool's counters, as of the call to bl_slab_stats. */

@@ -33,7 +33,7 @@ struct block {
 #define HDR ((sizeof(struct block) + MAX_ALIGN - 1) & ~(MAX_ALIGN - 1))
 
 struct bl_arena {
-	struct bl_arena_hook hook; /* where memory comes from */
+	struct bl_alloc_hook hook; /* where memory comes from */
 	size_t block_bytes;        /* usable bytes per ordinary block */
 	size_t max_bytes;          /* cap on reserved, 0: none */
 	struct block *head;        /* ordinary block being bumped */
@@ -100,7 +100,7 @@ static void free_block(struct bl_arena *a, struct block *b)
 
 int bl_arena_create(const struct bl_arena_config *cfg, struct bl_arena **out)
 {
-	struct bl_arena_hook hook = { default_malloc, default_free, NULL };
+	struct bl_alloc_hook hook = { default_malloc, default_free, NULL };
 	struct bl_arena *a;
 	struct block *b;
 	int err;

@@ -40,9 +40,10 @@ static void *std_malloc(void *ctx, size_t bytes)
 	return malloc(bytes);
 }
 
-static void std_free(void *ctx, void *ptr)
+static void std_free(void *ctx, void *ptr, size_t bytes)
 {
 	(void)ctx;
+	(void)bytes;
 	free(ptr);
 }
 
@@ -91,7 +92,7 @@ static bool place(struct bl_heap *h, void *mem, size_t bytes)
 
 int bl_heap_create(const struct bl_heap_config *cfg, struct bl_heap **out)
 {
-	struct bl_heap_allocator a = { std_malloc, std_free, NULL };
+	struct bl_alloc_hook a = { std_malloc, std_free, NULL };
 	struct bl_heap *h;
 	size_t align;
 	void *mem;
@@ -103,10 +104,10 @@ int bl_heap_create(const struct bl_heap_config *cfg, struct bl_heap **out)
 		return BL_EINVAL;
 	if (align < GRAIN)
 		align = GRAIN;
-	if (cfg->allocator) {
-		if (!cfg->allocator->malloc || !cfg->allocator->free)
+	if (cfg->hook) {
+		if (!cfg->hook->malloc_fn || !cfg->hook->free_fn)
 			return BL_EINVAL;
-		a = *cfg->allocator;
+		a = *cfg->hook;
 	}
 	/* Keep every size sum far from overflow, and refuse what cannot hold a
 	 * block before allocating anything. */
@@ -116,7 +117,7 @@ int bl_heap_create(const struct bl_heap_config *cfg, struct bl_heap **out)
 	if (cfg->region && (uintptr_t)cfg->region > UINTPTR_MAX - cfg->region_bytes)
 		return BL_ERANGE;
 
-	h = a.malloc(a.ctx, sizeof(*h));
+	h = a.malloc_fn(a.ctx, sizeof(*h));
 	if (!h)
 		return BL_ENOMEM;
 	memset(h, 0, sizeof(*h));
@@ -125,12 +126,13 @@ int bl_heap_create(const struct bl_heap_config *cfg, struct bl_heap **out)
 	h->alloc = a;
 	mem = cfg->region;
 	if (!mem) {
-		mem = a.malloc(a.ctx, cfg->region_bytes);
+		mem = a.malloc_fn(a.ctx, cfg->region_bytes);
 		if (!mem) {
-			a.free(a.ctx, h);
+			a.free_fn(a.ctx, h, sizeof(*h));
 			return BL_ENOMEM;
 		}
 		h->owned = mem;
+		h->owned_bytes = cfg->region_bytes;
 	}
 	if (!place(h, mem, cfg->region_bytes))
 		goto free_region;
@@ -143,21 +145,21 @@ int bl_heap_create(const struct bl_heap_config *cfg, struct bl_heap **out)
 
 free_region:
 	if (h->owned)
-		a.free(a.ctx, h->owned);
-	a.free(a.ctx, h);
+		a.free_fn(a.ctx, h->owned, h->owned_bytes);
+	a.free_fn(a.ctx, h, sizeof(*h));
 	return BL_ERANGE;
 }
 
 void bl_heap_destroy(struct bl_heap *h)
 {
-	struct bl_heap_allocator a;
+	struct bl_alloc_hook a;
 
 	if (!h)
 		return;
 	a = h->alloc;
 	if (h->owned)
-		a.free(a.ctx, h->owned);
-	a.free(a.ctx, h);
+		a.free_fn(a.ctx, h->owned, h->owned_bytes);
+	a.free_fn(a.ctx, h, sizeof(*h));
 }
 
 /* Finds the block behind p, or NULL when p is not a live allocation of h.

@@ -58,8 +58,9 @@ struct bl_heap {
 	char *base;          /* first managed byte, GRAIN-aligned */
 	char *end;           /* one past the last managed byte */
 	size_t total;        /* end - base, bytes */
-	void *owned;         /* region obtained through the allocator, or NULL */
-	struct bl_heap_allocator alloc; /* the hook used at create and destroy */
+	void *owned;         /* region obtained through the hook, or NULL */
+	size_t owned_bytes;  /* its size, for the hook's free */
+	struct bl_alloc_hook alloc; /* the hook used at create and destroy */
 
 	size_t used;         /* bytes in allocated blocks, headers included */
 	size_t high_water;   /* the most `used` has been */

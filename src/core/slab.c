@@ -27,7 +27,7 @@ struct chunk {
 };
 
 struct bl_slab {
-	struct bl_slab_hook hook; /* where memory comes from */
+	struct bl_alloc_hook hook; /* where memory comes from */
 	size_t object_size;       /* bytes the caller asked for per object */
 	size_t stride;            /* bytes between objects */
 	size_t align;             /* object alignment, power of two */
@@ -98,7 +98,7 @@ static size_t chunk_bytes(const struct bl_slab *s, size_t n)
 
 int bl_slab_create(const struct bl_slab_config *cfg, struct bl_slab **out)
 {
-	struct bl_slab_hook hook = { default_malloc, default_free, NULL };
+	struct bl_alloc_hook hook = { default_malloc, default_free, NULL };
 	struct bl_slab *s;
 	size_t align, stride;
 

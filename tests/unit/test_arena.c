@@ -59,7 +59,7 @@ static void t_free(void *ctx, void *p, size_t bytes)
 }
 
 static struct hook_state hs;
-static const struct bl_arena_hook test_hook = { t_malloc, t_free, &hs };
+static const struct bl_alloc_hook test_hook = { t_malloc, t_free, &hs };
 
 static int reset_hook(void **state)
 {
@@ -131,7 +131,7 @@ static struct bl_arena_stats stats(const struct bl_arena *a)
 static void test_create_invalid(void **state)
 {
 	struct bl_arena_config cfg = { .hook = &test_hook };
-	struct bl_arena_hook half = { NULL, t_free, &hs };
+	struct bl_alloc_hook half = { NULL, t_free, &hs };
 	struct bl_arena *a = (struct bl_arena *)&cfg;
 
 	(void)state;

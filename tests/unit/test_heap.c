@@ -270,7 +270,7 @@ static void *null_malloc_never(void *ctx, size_t n)
 static void test_create_errors(void **state)
 {
 	static _Alignas(64) unsigned char buf[4096];
-	struct bl_heap_allocator half = { null_malloc_never, NULL, NULL };
+	struct bl_alloc_hook half = { null_malloc_never, NULL, NULL };
 	struct {
 		const char *what;
 		struct bl_heap_config cfg;
@@ -322,8 +322,9 @@ static void *counting_malloc(void *ctx, size_t n)
 	return p;
 }
 
-static void counting_free(void *ctx, void *p)
+static void counting_free(void *ctx, void *p, size_t bytes)
 {
+	(void)bytes;
 	struct counting *c = ctx;
 
 	c->outstanding--;
@@ -341,7 +342,7 @@ static void test_create_failure_injection(void **state)
 
 			for (int n = 1; n <= needed + 1; n++) {
 				struct counting c = { .fail_at = n };
-				struct bl_heap_allocator a = { counting_malloc, counting_free, &c };
+				struct bl_alloc_hook a = { counting_malloc, counting_free, &c };
 				struct bl_heap_config cfg = { own ? buf : NULL, sizeof(buf),
 							      (enum bl_heap_strategy)s, 0, &a };
 				struct bl_heap *h = NULL;

@@ -56,7 +56,7 @@ static void t_free(void *ctx, void *p, size_t bytes)
 }
 
 static struct hook_state hs;
-static const struct bl_slab_hook test_hook = { t_malloc, t_free, &hs };
+static const struct bl_alloc_hook test_hook = { t_malloc, t_free, &hs };
 
 static int reset_hook(void **state)
 {
@@ -125,7 +125,7 @@ static void check_fill(const void *p, size_t n, unsigned id)
 static void test_create_invalid(void **state)
 {
 	struct bl_slab_config cfg = { .object_size = 8, .hook = &test_hook };
-	struct bl_slab_hook half = { t_malloc, NULL, &hs };
+	struct bl_alloc_hook half = { t_malloc, NULL, &hs };
 	struct bl_slab *s = (struct bl_slab *)&cfg;
 
 	(void)state;
