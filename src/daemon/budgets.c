@@ -22,6 +22,7 @@
 #include "ballast/error.h"
 #include "ballast/lease.h"
 #include "ballast/ratelimit_headers.h"
+#include "ballast/slab.h"
 #include "ballast/units.h"
 #include "ballast/waitq.h"
 #include "daemon.h"
@@ -42,6 +43,7 @@ struct budget_rt;
 /* A request in a budget's waiting queue. */
 struct waiter {
 	struct bl_waitq_node node;   /* in budget->q */
+	struct bl_budgets *bs;       /* owner of the slab it came from */
 	struct budget_rt *budget;
 	struct bl_http_req *req;     /* answered when admitted, timed out or cancelled */
 	struct bl_amounts want;      /* what it asks for */
@@ -97,6 +99,8 @@ struct bl_budgets {
 	uv_loop_t *loop;
 	struct budget_rt *list;      /* in config order; retired ones at the end */
 	struct bl_lease_table *leases;
+	struct bl_slab *lease_pool;  /* struct lease_rt objects: no malloc per grant */
+	struct bl_slab *waiter_pool; /* struct waiter objects: no malloc per acquire */
 	uv_timer_t expiry;           /* fires at the first lease expiry */
 	bl_time_ns expiry_at_ns;
 	uint64_t rng;                /* lease id generator state */
@@ -353,7 +357,16 @@ int bl_budgets_create(uv_loop_t *loop, const struct bl_config *cfg, struct bl_bu
 	bs->loop = loop;
 	if (getrandom(&bs->rng, sizeof bs->rng, 0) != sizeof bs->rng || bs->rng == 0)
 		bs->rng = (uint64_t)wall_ns() ^ UINT64_C(0x9e3779b97f4a7c15);
-	if (bl_lease_table_create(MAX_LEASES, &bs->leases) != 0) {
+	if (bl_lease_table_create(MAX_LEASES, &bs->leases) != 0 ||
+	    bl_slab_create(&(struct bl_slab_config){.object_size = sizeof(struct lease_rt),
+						    .objects_per_slab = 1024,
+						    .max_objects = MAX_LEASES, .zero = true},
+			   &bs->lease_pool) != 0 ||
+	    bl_slab_create(&(struct bl_slab_config){.object_size = sizeof(struct waiter),
+						    .objects_per_slab = 256, .zero = true},
+			   &bs->waiter_pool) != 0) {
+		bl_lease_table_destroy(bs->leases);
+		bl_slab_destroy(bs->lease_pool);
 		free(bs);
 		snprintf(err, errcap, "out of memory for the lease table");
 		return BL_ENOMEM;
@@ -452,7 +465,9 @@ int bl_budgets_apply(struct bl_budgets *bs, const struct bl_config *cfg, char *e
 
 static void on_waiter_closed(uv_handle_t *h)
 {
-	free(h->data);
+	struct waiter *w = h->data;
+
+	bl_slab_free(w->bs->waiter_pool, w);
 }
 
 static void waiter_free(struct waiter *w)
@@ -461,7 +476,7 @@ static void waiter_free(struct waiter *w)
 		uv_timer_stop(&w->deadline);
 		uv_close((uv_handle_t *)&w->deadline, on_waiter_closed);
 	} else {
-		free(w);
+		bl_slab_free(w->bs->waiter_pool, w);
 	}
 }
 
@@ -510,7 +525,7 @@ static void describe_hold(struct budget_rt *br, const struct bl_budget_decision 
 static void grant(struct budget_rt *br, struct waiter *w, uint64_t ticket, bl_time_ns now)
 {
 	struct bl_budgets *bs = br->bs;
-	struct lease_rt *l = calloc(1, sizeof *l);
+	struct lease_rt *l = bl_slab_alloc(bs->lease_pool);
 	struct bl_budget_reconcile rec;
 	char id[17];
 	int64_t waited_ms = (int64_t)((uint64_t)now - w->start_ns) / BL_NS_PER_MS;
@@ -536,7 +551,8 @@ static void grant(struct budget_rt *br, struct waiter *w, uint64_t ticket, bl_ti
 	if (rc != 0) {
 		/* Give the units back: no lease will ever release them. */
 		bl_budget_release(&br->b, &w->want, &(struct bl_amounts){{0}}, ticket, now, &rec);
-		free(l);
+		if (l)
+			bl_slab_free(bs->lease_pool, l);
 		bl_http_respond_error(w->req, 503, "overloaded",
 				      rc == BL_EFULL ? "the lease table is full (%d live leases)"
 						     : "out of memory for a lease",
@@ -719,7 +735,7 @@ void bl_budgets_acquire(struct bl_budgets *bs, struct bl_http_req *req)
 		bl_http_respond_error(req, 503, "draining", "the daemon is shutting down");
 		goto out;
 	}
-	w = calloc(1, sizeof *w);
+	w = bl_slab_alloc(bs->waiter_pool);
 	if (!w) {
 		bl_http_respond_error(req, 503, "overloaded", "out of memory");
 		goto out;
@@ -745,6 +761,7 @@ void bl_budgets_acquire(struct bl_budgets *bs, struct bl_http_req *req)
 			goto out;
 		}
 	}
+	w->bs = bs;
 	w->budget = br;
 	w->req = req;
 	w->start_ns = (uint64_t)mono_now(); /* waited_ms counts from here */
@@ -829,7 +846,7 @@ bad:
 	bl_api_bad_request(req, &e);
 out:
 	if (w && !w->has_timer)
-		free(w);
+		bl_slab_free(bs->waiter_pool, w);
 	bl_json_fields_cleanup(body);
 }
 
@@ -859,7 +876,7 @@ static void lease_free(struct bl_budgets *bs, struct lease_rt *l)
 	struct budget_rt *br = l->budget;
 
 	br->leases--;
-	free(l);
+	bl_slab_free(bs->lease_pool, l);
 	budget_maybe_free(bs, br);
 }
 
@@ -1249,6 +1266,30 @@ void bl_budgets_write_metrics(struct bl_budgets *bs, struct bl_text *t)
 	}
 	FAMILY("ballast_leases", "gauge", "Live leases.");
 	bl_text_printf(t, "ballast_leases %zu\n", bl_lease_count(bs->leases));
+	{
+		static const char *const names[2] = {"leases", "waiters"};
+		struct bl_slab *pools[2] = {bs->lease_pool, bs->waiter_pool};
+		struct bl_slab_stats ss[2];
+
+		for (int i = 0; i < 2; i++)
+			bl_slab_stats(pools[i], &ss[i]);
+		FAMILY("ballast_pool_objects_in_use", "gauge", "Objects taken from a daemon pool.");
+		for (int i = 0; i < 2; i++)
+			bl_text_printf(t, "ballast_pool_objects_in_use{pool=\"%s\"} %zu\n", names[i],
+				       ss[i].objects_in_use);
+		FAMILY("ballast_pool_high_water", "gauge", "Most objects in use at once.");
+		for (int i = 0; i < 2; i++)
+			bl_text_printf(t, "ballast_pool_high_water{pool=\"%s\"} %zu\n", names[i],
+				       ss[i].high_water);
+		FAMILY("ballast_pool_bytes_reserved", "gauge", "Bytes a daemon pool holds.");
+		for (int i = 0; i < 2; i++)
+			bl_text_printf(t, "ballast_pool_bytes_reserved{pool=\"%s\"} %zu\n", names[i],
+				       ss[i].bytes_reserved);
+		FAMILY("ballast_pool_failed_allocs_total", "counter", "Allocations a pool refused.");
+		for (int i = 0; i < 2; i++)
+			bl_text_printf(t, "ballast_pool_failed_allocs_total{pool=\"%s\"} %llu\n",
+				       names[i], (unsigned long long)ss[i].failed_allocs);
+	}
 #undef FAMILY
 }
 
@@ -1494,7 +1535,7 @@ int bl_budgets_restore(void *ctx, json_t *state, char *err, size_t errcap)
 			    "ticket", &ticket, "reserved", &res, "expires_wall_ns", &exp,
 			    "acquired_wall_ns", &acq, "tenant", &tenant);
 		br = find_budget(bs, bname, false);
-		if (!br || !(lr = calloc(1, sizeof *lr))) {
+		if (!br || !(lr = bl_slab_alloc(bs->lease_pool))) {
 			bs->leases_dropped++;
 			continue;
 		}
@@ -1511,7 +1552,7 @@ int bl_budgets_restore(void *ctx, json_t *state, char *err, size_t errcap)
 		lr->acquired_ns = from_wall(acq, offset);
 		snprintf(lr->tenant, sizeof lr->tenant, "%s", tenant);
 		if (bl_lease_insert(bs->leases, &lr->node) != 0) {
-			free(lr);
+			bl_slab_free(bs->lease_pool, lr);
 			bs->leases_dropped++;
 			continue;
 		}
@@ -1557,12 +1598,10 @@ void bl_budgets_shutdown(struct bl_budgets *bs)
 void bl_budgets_destroy(struct bl_budgets *bs)
 {
 	struct budget_rt *br, *next;
-	struct bl_lease_node *n;
 
 	if (!bs)
 		return;
-	while ((n = bl_lease_pop_expired(bs->leases, INT64_MAX)))
-		free(BL_CONTAINER_OF(n, struct lease_rt, node));
+	/* Leases and waiters go with their slabs. */
 	for (br = bs->list; br; br = next) {
 		next = br->next;
 		bl_waitq_cleanup(&br->q);
@@ -1571,5 +1610,7 @@ void bl_budgets_destroy(struct bl_budgets *bs)
 		free(br);
 	}
 	bl_lease_table_destroy(bs->leases);
+	bl_slab_destroy(bs->lease_pool);
+	bl_slab_destroy(bs->waiter_pool);
 	free(bs);
 }
