@@ -11,7 +11,7 @@ for group in "$@"; do
 	build) ;;
 	test) pkgs+=(libcmocka-dev) ; command -v python3 >/dev/null || pkgs+=(python3) ;;
 	fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
-	bench) pkgs+=(wrk redis-server redis-tools) ; command -v python3 >/dev/null || pkgs+=(python3) ;;
+	bench) pkgs+=(wrk redis-server redis-tools libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev) ; command -v python3 >/dev/null || pkgs+=(python3) ;;
 	*) echo "deps.sh: unknown group '$group' (accepted: build test fuzz bench)" >&2; exit 2 ;;
 	esac
 done
