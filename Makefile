@@ -36,9 +36,13 @@ fuzz:
 fuzz-smoke: fuzz
 	scripts/fuzz-smoke.sh $(BUILD_FUZZ) $(FUZZ_SECONDS)
 
-bench: build
+# Packages first: the allocator comparison links jemalloc, mimalloc and
+# tcmalloc only if they are installed when CMake configures.
+bench:
 	@scripts/deps.sh build bench
+	$(MAKE) build
 	bench/run.sh $(BUILD)
+	bench/bench_alloc.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)
