@@ -18,4 +18,7 @@ struct bl_alloc_hook {
 	void *ctx; /* passed to both functions untouched */
 };
 
+/* The hook an allocator uses when given none: malloc and free. */
+extern const struct bl_alloc_hook bl_alloc_malloc;
+
 #endif

@@ -37,4 +37,12 @@ const char *bl_strerror(int err);
 /* Returns the symbolic name of err, such as "EINVAL", or "UNKNOWN". */
 const char *bl_errname(int err);
 
+#include <stddef.h>
+
+/* Formats a message for a person into err (errcap bytes, NUL-terminated,
+ * truncated if need be; nothing when err is NULL or errcap 0) and returns
+ * code: `return bl_errorf(err, errcap, BL_EINVAL, "burst: %g is ...", b);` */
+int bl_errorf(char *err, size_t errcap, int code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
 #endif

@@ -49,19 +49,6 @@ struct bl_arena {
 	int last_error;            /* outcome of the last allocation */
 };
 
-static void *default_malloc(void *ctx, size_t bytes)
-{
-	(void)ctx;
-	return malloc(bytes);
-}
-
-static void default_free(void *ctx, void *p, size_t bytes)
-{
-	(void)ctx;
-	(void)bytes;
-	free(p);
-}
-
 static char *data_of(const struct block *b)
 {
 	return (char *)b + HDR;
@@ -100,7 +87,7 @@ static void free_block(struct bl_arena *a, struct block *b)
 
 int bl_arena_create(const struct bl_arena_config *cfg, struct bl_arena **out)
 {
-	struct bl_alloc_hook hook = { default_malloc, default_free, NULL };
+	struct bl_alloc_hook hook = bl_alloc_malloc;
 	struct bl_arena *a;
 	struct block *b;
 	int err;

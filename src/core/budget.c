@@ -15,7 +15,6 @@
 #include "ballast/budget.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -73,22 +72,6 @@ void bl_budget_limits_default(struct bl_budget_limits *l)
 	l->adaptive_period_ns = INT64_C(10) * BL_NS_PER_S;
 }
 
-static int fail(char *err, size_t errcap, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-/* Writes the message into err when there is room for one, returns BL_EINVAL. */
-static int fail(char *err, size_t errcap, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errcap) {
-		va_start(ap, fmt);
-		vsnprintf(err, errcap, fmt, ap);
-		va_end(ap);
-	}
-	return BL_EINVAL;
-}
-
 int bl_budget_limits_check(const struct bl_budget_limits *l, char *err, size_t errcap)
 {
 	double t = l->target_utilization;
@@ -99,45 +82,45 @@ int bl_budget_limits_check(const struct bl_budget_limits *l, char *err, size_t e
 		if (r->limit == 0)
 			continue;
 		if (r->limit > BL_GCRA_LIMIT_MAX)
-			return fail(err, errcap,
+			return bl_errorf(err, errcap, BL_EINVAL,
 				    "%s.limit: %llu is above the largest supported limit, 2^53 units "
 				    "per window",
 				    dim_names[d], (unsigned long long)r->limit);
 		if (r->per_ns < BL_GCRA_PER_MIN_NS || r->per_ns > BL_GCRA_PER_MAX_NS)
-			return fail(err, errcap,
+			return bl_errorf(err, errcap, BL_EINVAL,
 				    "%s.per_ns: %lld is outside 1 ms .. 31 days (the window the "
 				    "provider states, such as 60 s)",
 				    dim_names[d], (long long)r->per_ns);
 		if ((double)r->limit > (double)r->per_ns * BL_GCRA_UNITS_PER_NS_MAX)
-			return fail(err, errcap,
+			return bl_errorf(err, errcap, BL_EINVAL,
 				    "%s.limit: %llu per %lld ns is above the highest supported rate, "
 				    "about 4e15 units per second",
 				    dim_names[d], (unsigned long long)r->limit, (long long)r->per_ns);
 	}
 	if (!(t >= BL_BUDGET_TARGET_MIN - SHARE_EPSILON && t <= BL_BUDGET_TARGET_MAX + SHARE_EPSILON))
-		return fail(err, errcap,
+		return bl_errorf(err, errcap, BL_EINVAL,
 			    "target_utilization: %g is outside 0.85..0.95 (the share of each limit "
 			    "the budget refills at)",
 			    t);
 	if (!(l->burst >= 0.0 && l->burst <= 1.0 - t + SHARE_EPSILON))
-		return fail(err, errcap,
+		return bl_errorf(err, errcap, BL_EINVAL,
 			    "burst: %g is outside 0..%g (1 - target_utilization: the burst may "
 			    "only spend the headroom the target leaves)",
 			    l->burst, 1.0 - t);
 	if (!(l->adaptive_decrease >= BL_BUDGET_DECREASE_MIN &&
 	      l->adaptive_decrease <= BL_BUDGET_DECREASE_MAX))
-		return fail(err, errcap,
+		return bl_errorf(err, errcap, BL_EINVAL,
 			    "adaptive_decrease: %g is outside 0.1..0.99 (the rate factor is "
 			    "multiplied by it on a provider 429)",
 			    l->adaptive_decrease);
 	if (!(l->adaptive_increase > 0.0 && l->adaptive_increase <= 1.0))
-		return fail(err, errcap,
+		return bl_errorf(err, errcap, BL_EINVAL,
 			    "adaptive_increase: %g is outside (0, 1] (the rate factor regained "
 			    "per period)",
 			    l->adaptive_increase);
 	if (l->adaptive_period_ns < BL_BUDGET_PERIOD_MIN_NS ||
 	    l->adaptive_period_ns > BL_BUDGET_PERIOD_MAX_NS)
-		return fail(err, errcap,
+		return bl_errorf(err, errcap, BL_EINVAL,
 			    "adaptive_period_ns: %lld is outside 1 ms .. 1 day (how often the rate "
 			    "factor regains adaptive_increase)",
 			    (long long)l->adaptive_period_ns);

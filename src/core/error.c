@@ -1,5 +1,8 @@
 #include "ballast/error.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
 const char *bl_strerror(int err)
 {
 	switch (err) {
@@ -28,4 +31,16 @@ const char *bl_errname(int err)
 	default:
 		return "UNKNOWN";
 	}
+}
+
+int bl_errorf(char *err, size_t errcap, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && errcap) {
+		va_start(ap, fmt);
+		vsnprintf(err, errcap, fmt, ap);
+		va_end(ap);
+	}
+	return code;
 }

@@ -34,19 +34,6 @@ int bl_heap_strategy_parse(const char *name)
 	return BL_EINVAL;
 }
 
-static void *std_malloc(void *ctx, size_t bytes)
-{
-	(void)ctx;
-	return malloc(bytes);
-}
-
-static void std_free(void *ctx, void *ptr, size_t bytes)
-{
-	(void)ctx;
-	(void)bytes;
-	free(ptr);
-}
-
 static bool is_pow2(size_t x)
 {
 	return x && !(x & (x - 1));
@@ -92,7 +79,7 @@ static bool place(struct bl_heap *h, void *mem, size_t bytes)
 
 int bl_heap_create(const struct bl_heap_config *cfg, struct bl_heap **out)
 {
-	struct bl_alloc_hook a = { std_malloc, std_free, NULL };
+	struct bl_alloc_hook a = bl_alloc_malloc;
 	struct bl_heap *h;
 	size_t align;
 	void *mem;

@@ -2,7 +2,6 @@
  * docs/internals/memory-budgets.md. */
 #include "ballast/membudget.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,22 +116,6 @@ void bl_membudget_config_default(struct bl_membudget_config *c)
 	c->high = 0.90;
 }
 
-static int fail(char *err, size_t errcap, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-/* Writes the message into err when there is room for one, returns BL_EINVAL. */
-static int fail(char *err, size_t errcap, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errcap) {
-		va_start(ap, fmt);
-		vsnprintf(err, errcap, fmt, ap);
-		va_end(ap);
-	}
-	return BL_EINVAL;
-}
-
 /* Formats a share as a person wrote it: "0.90" when two decimals say it
  * exactly, otherwise the shortest form that reads back as the same double. */
 static const char *fmt_share(char *buf, size_t cap, double x)
@@ -149,30 +132,30 @@ int bl_membudget_config_check(const struct bl_membudget_config *c, char *err, si
 	struct limits lim;
 
 	if (c->capacity_bytes == 0)
-		return fail(err, errcap,
+		return bl_errorf(err, errcap, BL_EINVAL,
 			    "capacity_bytes: 0 must be above 0 (the memory the budget governs, in "
 			    "bytes, such as 17179869184 for 16 GiB)");
 	if (!(c->safety_buffer >= 0.0 && c->safety_buffer <= BL_MEMBUDGET_BUFFER_MAX))
-		return fail(err, errcap,
+		return bl_errorf(err, errcap, BL_EINVAL,
 			    "safety_buffer: %s is outside 0..0.9 (the share of capacity held back "
 			    "for critical reservations, such as 0.20)",
 			    fmt_share(a, sizeof a, c->safety_buffer));
 	if (!(c->low > 0.0 && c->low < 1.0))
-		return fail(err, errcap,
+		return bl_errorf(err, errcap, BL_EINVAL,
 			    "watermarks.low: %s is outside (0, 1) (a share of usable memory, such "
 			    "as 0.80)",
 			    fmt_share(a, sizeof a, c->low));
 	if (!(c->high > 0.0 && c->high <= 1.0))
-		return fail(err, errcap,
+		return bl_errorf(err, errcap, BL_EINVAL,
 			    "watermarks.high: %s is outside (0, 1] (a share of usable memory, such "
 			    "as 0.90)",
 			    fmt_share(a, sizeof a, c->high));
 	if (!(c->low < c->high) || share_ppm(c->low, false) >= share_ppm(c->high, false))
-		return fail(err, errcap, "watermarks.low: %s must be below watermarks.high (%s)",
+		return bl_errorf(err, errcap, BL_EINVAL, "watermarks.low: %s must be below watermarks.high (%s)",
 			    fmt_share(a, sizeof a, c->low), fmt_share(b, sizeof b, c->high));
 	compute_limits(c, &lim);
 	if (lim.limit[BL_MEM_LOW] == 0)
-		return fail(err, errcap,
+		return bl_errorf(err, errcap, BL_EINVAL,
 			    "capacity_bytes: %llu leaves no byte below watermarks.low (%s of %llu "
 			    "usable bytes); the capacity is in bytes",
 			    (unsigned long long)c->capacity_bytes, fmt_share(a, sizeof a, c->low),

@@ -46,19 +46,6 @@ struct bl_slab {
 	int last_error;           /* outcome of the last bl_slab_alloc */
 };
 
-static void *default_malloc(void *ctx, size_t bytes)
-{
-	(void)ctx;
-	return malloc(bytes);
-}
-
-static void default_free(void *ctx, void *p, size_t bytes)
-{
-	(void)ctx;
-	(void)bytes;
-	free(p);
-}
-
 static bool is_pow2(size_t x)
 {
 	return x != 0 && (x & (x - 1)) == 0;
@@ -98,7 +85,7 @@ static size_t chunk_bytes(const struct bl_slab *s, size_t n)
 
 int bl_slab_create(const struct bl_slab_config *cfg, struct bl_slab **out)
 {
-	struct bl_alloc_hook hook = { default_malloc, default_free, NULL };
+	struct bl_alloc_hook hook = bl_alloc_malloc;
 	struct bl_slab *s;
 	size_t align, stride;
 
