@@ -15,75 +15,7 @@
 #include "ballast/error.h"
 #include "ballast/slab.h"
 
-#define MAXA _Alignof(max_align_t)
-
-/* ---- a counting hook that fails on demand ------------------------------- */
-
-struct hook_state {
-	long calls;        /* malloc_fn calls so far */
-	long fail_at;      /* fail the call with this number (from 1); 0: never */
-	long live;         /* allocations not yet freed */
-	size_t live_bytes; /* their bytes */
-};
-
-static void *t_malloc(void *ctx, size_t bytes)
-{
-	struct hook_state *h = ctx;
-	char *raw;
-
-	if (++h->calls == h->fail_at)
-		return NULL;
-	raw = malloc(MAXA + bytes);
-	if (!raw)
-		return NULL;
-	memcpy(raw, &bytes, sizeof bytes); /* checked against free_fn's bytes */
-	h->live++;
-	h->live_bytes += bytes;
-	return raw + MAXA;
-}
-
-static void t_free(void *ctx, void *p, size_t bytes)
-{
-	struct hook_state *h = ctx;
-	char *raw = (char *)p - MAXA;
-	size_t had;
-
-	memcpy(&had, raw, sizeof had);
-	assert_int_equal(had, bytes);
-	h->live--;
-	h->live_bytes -= bytes;
-	free(raw);
-}
-
-static struct hook_state hs;
-static const struct bl_alloc_hook test_hook = { t_malloc, t_free, &hs };
-
-static int reset_hook(void **state)
-{
-	(void)state;
-	memset(&hs, 0, sizeof hs);
-	return 0;
-}
-
-static int check_no_leak(void **state)
-{
-	(void)state;
-	assert_int_equal(hs.live, 0);
-	assert_int_equal(hs.live_bytes, 0);
-	return 0;
-}
-
-static uint64_t rng_state;
-
-/* splitmix64: small, seeded, good enough for test streams. */
-static uint64_t rng(void)
-{
-	uint64_t z = (rng_state += UINT64_C(0x9e3779b97f4a7c15));
-
-	z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-	z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-	return z ^ (z >> 31);
-}
+#include "alloc_hook_test.h"
 
 static struct bl_slab *make(size_t size, size_t align, size_t per, size_t max_obj, size_t max_bytes,
 			    bool zero)
