@@ -60,12 +60,26 @@ static void h_budget(struct bl_daemon *d, struct bl_http_req *req, const char *p
 	bl_budgets_get(d->budgets, req, param);
 }
 
+static void h_memory_reserve(struct bl_daemon *d, struct bl_http_req *req, const char *param)
+{
+	(void)param;
+	bl_budgets_memory_reserve(d->budgets, req);
+}
+
+static void h_memory(struct bl_daemon *d, struct bl_http_req *req, const char *param)
+{
+	(void)param;
+	bl_budgets_memory_get(d->budgets, req);
+}
+
 static const struct route routes[] = {
 	{"POST", "/v1/acquire", h_acquire, true},
 	{"POST", "/v1/release", h_release, true},
 	{"POST", "/v1/leases/{}/extend", h_extend, true},
 	{"GET", "/v1/budgets", h_budgets, false},
 	{"GET", "/v1/budgets/{}", h_budget, false},
+	{"POST", "/v1/memory/reserve", h_memory_reserve, true},
+	{"GET", "/v1/memory", h_memory, false},
 	{"GET", "/healthz", h_healthz, false},
 	{"GET", "/readyz", h_readyz, false},
 	{"GET", "/metrics", h_metrics, false},
@@ -239,6 +253,61 @@ static void h_readyz(struct bl_daemon *d, struct bl_http_req *req, const char *p
 					       : "starting: state not restored yet");
 }
 
+/* ballast's own memory (limits.daemon_memory) and the pools drawing on it. */
+static void write_daemon_memory(struct bl_daemon *d, struct bl_text *t)
+{
+	const char *names[4];
+	struct bl_slab_stats ss[4];
+	struct bl_http_stats hs;
+	size_t n = bl_budgets_pools(d->budgets, names, ss, 3);
+
+	bl_http_server_stats(d->http, &hs);
+	names[n] = "connections";
+	bl_http_server_pool_stats(d->http, &ss[n++]);
+	bl_text_printf(t,
+		       "# HELP ballast_daemon_memory_cap_bytes limits.daemon_memory.\n"
+		       "# TYPE ballast_daemon_memory_cap_bytes gauge\n"
+		       "ballast_daemon_memory_cap_bytes %llu\n"
+		       "# HELP ballast_daemon_memory_held_bytes Bytes ballast's pools hold.\n"
+		       "# TYPE ballast_daemon_memory_held_bytes gauge\n"
+		       "ballast_daemon_memory_held_bytes %llu\n"
+		       "# HELP ballast_daemon_memory_high_water_bytes Most bytes the pools held.\n"
+		       "# TYPE ballast_daemon_memory_high_water_bytes gauge\n"
+		       "ballast_daemon_memory_high_water_bytes %llu\n"
+		       "# HELP ballast_daemon_memory_refused_allocs_total Allocations refused at "
+		       "the cap.\n# TYPE ballast_daemon_memory_refused_allocs_total counter\n"
+		       "ballast_daemon_memory_refused_allocs_total %llu\n"
+		       "# HELP ballast_daemon_overloaded_total New work answered 503 overloaded "
+		       "(requests and connections).\n"
+		       "# TYPE ballast_daemon_overloaded_total counter\n"
+		       "ballast_daemon_overloaded_total %llu\n"
+		       "# HELP ballast_http_connections_refused_memory_total Connections refused "
+		       "at limits.daemon_memory.\n"
+		       "# TYPE ballast_http_connections_refused_memory_total counter\n"
+		       "ballast_http_connections_refused_memory_total %llu\n",
+		       (unsigned long long)d->mem.cap, (unsigned long long)d->mem.held,
+		       (unsigned long long)d->mem.high_water,
+		       (unsigned long long)d->mem.refused_allocs,
+		       (unsigned long long)d->mem.overloaded,
+		       (unsigned long long)hs.connections_refused_memory);
+#define POOL_FAMILY(metric, type, help, field, fmt, cast)                                       \
+	do {                                                                                    \
+		bl_text_printf(t, "# HELP " metric " " help "\n# TYPE " metric " " type "\n");  \
+		for (size_t i = 0; i < n; i++)                                                  \
+			bl_text_printf(t, metric "{pool=\"%s\"} " fmt "\n", names[i],           \
+				       (cast)ss[i].field);                                      \
+	} while (0)
+	POOL_FAMILY("ballast_pool_objects_in_use", "gauge", "Objects taken from a daemon pool.",
+		    objects_in_use, "%zu", size_t);
+	POOL_FAMILY("ballast_pool_high_water", "gauge", "Most objects in use at once.", high_water,
+		    "%zu", size_t);
+	POOL_FAMILY("ballast_pool_bytes_reserved", "gauge", "Bytes a daemon pool holds.",
+		    bytes_reserved, "%zu", size_t);
+	POOL_FAMILY("ballast_pool_failed_allocs_total", "counter", "Allocations a pool refused.",
+		    failed_allocs, "%llu", unsigned long long);
+#undef POOL_FAMILY
+}
+
 static void h_metrics(struct bl_daemon *d, struct bl_http_req *req, const char *param)
 {
 	(void)param;
@@ -283,6 +352,7 @@ static void h_metrics(struct bl_daemon *d, struct bl_http_req *req, const char *
 		       (unsigned long long)d->snapshot_writes,
 		       (unsigned long long)d->snapshot_failures, (double)d->snapshot_last_ms / 1000.0);
 	bl_budgets_write_metrics(d->budgets, &t);
+	write_daemon_memory(d, &t);
 	bl_metrics_write_http(d->metrics, &t);
 	bl_metrics_write_process(d->metrics, &t);
 	if (t.failed) {
@@ -360,8 +430,7 @@ static void h_state(struct bl_daemon *d, struct bl_http_req *req, const char *pa
 		"process", "cpu_seconds", ps.cpu_seconds, "rss_bytes", (json_int_t)ps.rss_bytes,
 		"open_fds", (json_int_t)ps.open_fds, "max_fds", (json_int_t)ps.max_fds,
 
-		"budgets", budgets, "pools", pools, "memory",
-		d->cfg->memory.configured ? json_pack("{s:s}", "status", unenforced) : json_null(),
+		"budgets", budgets, "pools", pools, "memory", bl_budgets_memory_json(d->budgets),
 		"autoscaler",
 		d->cfg->autoscaler.configured ? json_pack("{s:s}", "status", unenforced)
 					      : json_null());

@@ -1,4 +1,5 @@
-/* Rate budgets in the daemon. See budgets.h and docs/internals/rate-budgets.md.
+/* Rate budgets and memory reservations in the daemon. See budgets.h,
+ * docs/internals/budgets-daemon.md and docs/internals/memory-budgets.md.
  *
  * Every acquire goes through the budget's waiting queue, even one that will
  * not wait: it is pushed, the queue is pumped (admitting from its head while
@@ -21,11 +22,13 @@
 #include "ballast/budget.h"
 #include "ballast/error.h"
 #include "ballast/lease.h"
+#include "ballast/membudget.h"
 #include "ballast/ratelimit_headers.h"
 #include "ballast/slab.h"
 #include "ballast/units.h"
 #include "ballast/waitq.h"
 #include "daemon.h"
+#include "dmem.h"
 #include "jsonreq.h"
 #include "log.h"
 
@@ -40,11 +43,14 @@
 
 struct budget_rt;
 
-/* A request in a budget's waiting queue. */
+/* A request in a budget's waiting queue, or (budget NULL) in the memory
+ * budget's: one mechanism for both. */
 struct waiter {
-	struct bl_waitq_node node;   /* in budget->q */
+	struct bl_waitq_node node;   /* in budget->q, or bs->mem->q */
 	struct bl_budgets *bs;       /* owner of the slab it came from */
-	struct budget_rt *budget;
+	struct budget_rt *budget;    /* NULL: a memory reservation */
+	uint64_t mem_bytes;          /* memory: bytes asked for */
+	enum bl_mem_priority mem_prio; /* memory: its priority */
 	struct bl_http_req *req;     /* answered when admitted, timed out or cancelled */
 	struct bl_amounts want;      /* what it asks for */
 	uint64_t start_ns;           /* monotonic, when it arrived */
@@ -56,10 +62,13 @@ struct waiter {
 	char tenant[BL_WAITQ_TENANT_NAME_MAX + 1];
 };
 
-/* A granted lease. */
+/* A granted lease: units of a rate budget, or (budget NULL) bytes of the
+ * memory budget. Both kinds share the table, ids, release and TTL reclaim. */
 struct lease_rt {
 	struct bl_lease_node node;   /* id and expiry */
-	struct budget_rt *budget;
+	struct budget_rt *budget;    /* NULL: a memory reservation */
+	uint64_t mem_bytes;          /* memory: bytes reserved */
+	enum bl_mem_priority mem_prio; /* memory: its priority */
 	uint64_t ticket;             /* from the core, for release */
 	struct bl_amounts reserved;  /* what acquire took (normalized) */
 	bl_time_ns acquired_ns;      /* monotonic */
@@ -95,8 +104,30 @@ struct budget_rt {
 	struct budget_rt *next;
 };
 
+/* The memory budget: reservations and their waiting queue. */
+struct mem_rt {
+	struct bl_membudget b;       /* the core policy */
+	struct bl_waitq q;           /* waiting reservations */
+	struct bl_waitq_tenants *tenants;
+	const char *capacity_source; /* "config", "cgroup memory.max", "MemTotal" */
+	int64_t lease_ttl_ns;
+	uint32_t max_queue;
+	uint32_t leases;             /* live reservation leases */
+	bool retired;                /* the section was removed: admits nothing */
+	uint64_t granted;
+	uint64_t granted_after_wait;
+	uint64_t denied;             /* answered 429 insufficient_memory */
+	uint64_t queue_full;
+	uint64_t wait_timeouts;
+	uint64_t cancelled;
+	uint64_t released;
+	uint64_t expired;            /* reclaimed on TTL */
+};
+
 struct bl_budgets {
 	uv_loop_t *loop;
+	struct bl_dmem *dmem;        /* ballast's own memory account */
+	struct mem_rt *mem;          /* NULL when memory: was never configured */
 	struct budget_rt *list;      /* in config order; retired ones at the end */
 	struct bl_lease_table *leases;
 	struct bl_slab *lease_pool;  /* struct lease_rt objects: no malloc per grant */
@@ -114,7 +145,10 @@ static const char *const outcome_names[5] = {"ok", "error", "timeout", "rate_lim
 enum { OUT_OK, OUT_ERROR, OUT_TIMEOUT, OUT_RATE_LIMITED, OUT_CANCELLED };
 
 static void pump(struct budget_rt *br);
+static void mem_pump(struct bl_budgets *bs);
 static void waiter_free(struct waiter *w);
+static int lease_insert(struct bl_budgets *bs, struct lease_rt *l);
+static void lease_free(struct bl_budgets *bs, struct lease_rt *l);
 static void arm_expiry(struct bl_budgets *bs);
 
 /* ---- time ---------------------------------------------------------------- */
@@ -232,8 +266,182 @@ static int tenants_from_config(struct bl_waitq_tenants *tbl, const struct bl_cfg
 	return bl_waitq_tenants_configure(tbl, tc, n);
 }
 
+/* ---- memory budget: configuration ------------------------------------------ */
+
+/* Reads the first line of path into buf; false if it cannot. */
+static bool read_line(const char *path, char *buf, size_t cap)
+{
+	FILE *f = fopen(path, "re");
+	bool ok;
+
+	if (!f)
+		return false;
+	ok = fgets(buf, (int)cap, f) != NULL;
+	fclose(f);
+	if (ok)
+		buf[strcspn(buf, "\n")] = '\0';
+	return ok;
+}
+
+/* The tightest cgroup v2 memory.max from this process's cgroup up to the
+ * root (a limit on any ancestor applies too), or 0 when none is set. */
+static uint64_t cgroup_memory_max(void)
+{
+	char line[4096], path[4096 + 64], val[64];
+	uint64_t best = 0;
+	char *cg;
+
+	if (!read_line("/proc/self/cgroup", line, sizeof line) || strncmp(line, "0::", 3) != 0)
+		return 0; /* not cgroup v2 (or a hybrid whose first line is v1) */
+	cg = line + 3;
+	for (;;) {
+		size_t n = strlen(cg);
+
+		while (n > 1 && cg[n - 1] == '/')
+			cg[--n] = '\0';
+		snprintf(path, sizeof path, "/sys/fs/cgroup%s/memory.max",
+			 strcmp(cg, "/") == 0 ? "" : cg);
+		if (read_line(path, val, sizeof val) && strcmp(val, "max") != 0) {
+			char *end;
+			unsigned long long v;
+
+			errno = 0;
+			v = strtoull(val, &end, 10);
+			if (errno == 0 && end != val && *end == '\0' && v > 0 && (best == 0 || v < best))
+				best = v;
+		}
+		if (n <= 1)
+			break;
+		char *slash = strrchr(cg, '/');
+		if (!slash)
+			break;
+		if (slash == cg)
+			cg[1] = '\0';
+		else
+			*slash = '\0';
+	}
+	return best;
+}
+
+/* MemTotal from /proc/meminfo in bytes, or 0. */
+static uint64_t mem_total(void)
+{
+	FILE *f = fopen("/proc/meminfo", "re");
+	char line[256];
+	uint64_t kib = 0;
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof line, f)) {
+		unsigned long long v;
+
+		if (sscanf(line, "MemTotal: %llu kB", &v) == 1) {
+			kib = v;
+			break;
+		}
+	}
+	fclose(f);
+	return kib * 1024;
+}
+
+/* memory.capacity in bytes: as configured, or for auto the cgroup's
+ * memory.max when one is set, else MemTotal. */
+static int resolve_capacity(const struct bl_cfg_memory *cm, uint64_t *bytes, const char **source,
+			    char *err, size_t errcap)
+{
+	if (!cm->capacity_auto) {
+		*bytes = cm->capacity;
+		*source = "config";
+		return 0;
+	}
+	if ((*bytes = cgroup_memory_max()) != 0) {
+		uint64_t total = mem_total();
+
+		/* A cgroup limit above the machine's memory does not add memory. */
+		if (total && total < *bytes) {
+			*bytes = total;
+			*source = "MemTotal";
+		} else {
+			*source = "cgroup memory.max";
+		}
+		return 0;
+	}
+	if ((*bytes = mem_total()) != 0) {
+		*source = "MemTotal";
+		return 0;
+	}
+	snprintf(err, errcap,
+		 "memory.capacity: auto found neither a cgroup v2 memory.max nor MemTotal in "
+		 "/proc/meminfo; give a size such as 16GiB");
+	return BL_EINVAL;
+}
+
+/* The core configuration of memory:, with its capacity resolved. */
+static int mem_config(const struct bl_cfg_memory *cm, struct bl_membudget_config *mc,
+		      const char **source, char *err, size_t errcap)
+{
+	char why[256];
+	int rc;
+
+	bl_membudget_config_default(mc);
+	rc = resolve_capacity(cm, &mc->capacity_bytes, source, err, errcap);
+	if (rc != 0)
+		return rc;
+	mc->safety_buffer = cm->safety_buffer;
+	mc->low = cm->low;
+	mc->high = cm->high;
+	if (bl_membudget_config_check(mc, why, sizeof why) != 0) {
+		snprintf(err, errcap, "memory: %s", why);
+		return BL_EINVAL;
+	}
+	return 0;
+}
+
+static struct mem_rt *mem_new(const struct bl_cfg_memory *cm, char *err, size_t errcap)
+{
+	struct mem_rt *m = calloc(1, sizeof *m);
+	struct bl_membudget_config mc;
+
+	if (!m) {
+		snprintf(err, errcap, "out of memory creating the memory budget");
+		return NULL;
+	}
+	if (mem_config(cm, &mc, &m->capacity_source, err, errcap) != 0) {
+		free(m);
+		return NULL;
+	}
+	bl_membudget_init(&m->b, &mc);
+	if (bl_waitq_init(&m->q, cm->max_queue + 1, 0) != 0 ||
+	    bl_waitq_tenants_create(TENANT_SLOTS, &m->tenants) != 0) {
+		bl_waitq_cleanup(&m->q);
+		free(m);
+		snprintf(err, errcap, "out of memory creating the memory budget");
+		return NULL;
+	}
+	m->lease_ttl_ns = cm->lease_ttl_ns;
+	m->max_queue = cm->max_queue;
+	return m;
+}
+
+static void mem_free(struct mem_rt *m)
+{
+	if (!m)
+		return;
+	bl_waitq_cleanup(&m->q);
+	bl_waitq_tenants_destroy(m->tenants);
+	free(m);
+}
+
 int bl_budgets_check(const struct bl_config *cfg, char *err, size_t errcap)
 {
+	if (cfg->memory.configured) {
+		struct bl_membudget_config mc;
+		const char *src;
+		int rc = mem_config(&cfg->memory, &mc, &src, err, errcap);
+
+		if (rc != 0)
+			return rc;
+	}
 	for (size_t i = 0; i < cfg->n_budgets; i++) {
 		struct bl_budget_limits l;
 		char why[256];
@@ -344,8 +552,8 @@ static void budget_maybe_free(struct bl_budgets *bs, struct budget_rt *br)
 
 static void on_expiry(uv_timer_t *t);
 
-int bl_budgets_create(uv_loop_t *loop, const struct bl_config *cfg, struct bl_budgets **out,
-		      char *err, size_t errcap)
+int bl_budgets_create(uv_loop_t *loop, const struct bl_config *cfg, struct bl_dmem *dmem,
+		      struct bl_budgets **out, char *err, size_t errcap)
 {
 	struct bl_budgets *bs = calloc(1, sizeof *bs);
 	struct budget_rt **tail;
@@ -355,15 +563,18 @@ int bl_budgets_create(uv_loop_t *loop, const struct bl_config *cfg, struct bl_bu
 		return BL_ENOMEM;
 	}
 	bs->loop = loop;
+	bs->dmem = dmem;
 	if (getrandom(&bs->rng, sizeof bs->rng, 0) != sizeof bs->rng || bs->rng == 0)
 		bs->rng = (uint64_t)wall_ns() ^ UINT64_C(0x9e3779b97f4a7c15);
 	if (bl_lease_table_create(MAX_LEASES, &bs->leases) != 0 ||
 	    bl_slab_create(&(struct bl_slab_config){.object_size = sizeof(struct lease_rt),
 						    .objects_per_slab = 1024,
-						    .max_objects = MAX_LEASES, .zero = true},
+						    .max_objects = MAX_LEASES, .zero = true,
+						    .hook = &dmem->hook},
 			   &bs->lease_pool) != 0 ||
 	    bl_slab_create(&(struct bl_slab_config){.object_size = sizeof(struct waiter),
-						    .objects_per_slab = 256, .zero = true},
+						    .objects_per_slab = 256, .zero = true,
+						    .hook = &dmem->hook},
 			   &bs->waiter_pool) != 0) {
 		bl_lease_table_destroy(bs->leases);
 		bl_slab_destroy(bs->lease_pool);
@@ -373,6 +584,12 @@ int bl_budgets_create(uv_loop_t *loop, const struct bl_config *cfg, struct bl_bu
 	}
 	uv_timer_init(loop, &bs->expiry);
 	bs->expiry.data = bs;
+	if (cfg->memory.configured && !(bs->mem = mem_new(&cfg->memory, err, errcap))) {
+		bl_budgets_shutdown(bs);
+		uv_run(loop, UV_RUN_NOWAIT);
+		bl_budgets_destroy(bs);
+		return BL_EINVAL;
+	}
 	tail = &bs->list;
 	for (size_t i = 0; i < cfg->n_budgets; i++) {
 		struct budget_rt *br = budget_new(bs, &cfg->budgets[i], err, errcap);
@@ -393,14 +610,26 @@ int bl_budgets_create(uv_loop_t *loop, const struct bl_config *cfg, struct bl_bu
 int bl_budgets_apply(struct bl_budgets *bs, const struct bl_config *cfg, char *err, size_t errcap)
 {
 	struct budget_rt *fresh = NULL, **ftail = &fresh, *br, *next;
+	struct mem_rt *fresh_mem = NULL;
+	struct bl_membudget_config mc;
+	const char *mem_source = NULL;
 	bl_time_ns now = mono_now();
 
-	/* First everything that can fail: the new budgets. */
+	/* First everything that can fail: the memory budget and the new budgets. */
+	if (cfg->memory.configured) {
+		if (bs->mem) {
+			if (mem_config(&cfg->memory, &mc, &mem_source, err, errcap) != 0)
+				return BL_EINVAL;
+		} else if (!(fresh_mem = mem_new(&cfg->memory, err, errcap))) {
+			return BL_EINVAL;
+		}
+	}
 	for (size_t i = 0; i < cfg->n_budgets; i++) {
 		if (find_budget(bs, cfg->budgets[i].name, true))
 			continue;
 		br = budget_new(bs, &cfg->budgets[i], err, errcap);
 		if (!br) {
+			mem_free(fresh_mem);
 			for (br = fresh; br; br = next) {
 				next = br->next;
 				br->closing = true;
@@ -412,6 +641,30 @@ int bl_budgets_apply(struct bl_budgets *bs, const struct bl_config *cfg, char *e
 		ftail = &br->next;
 	}
 	/* Then what cannot: reconfigure the kept ones, retire the dropped ones. */
+	if (fresh_mem) {
+		bs->mem = fresh_mem;
+	} else if (bs->mem && cfg->memory.configured) {
+		bl_membudget_reconfigure(&bs->mem->b, &mc);
+		bs->mem->capacity_source = mem_source;
+		bs->mem->lease_ttl_ns = cfg->memory.lease_ttl_ns;
+		bs->mem->max_queue = cfg->memory.max_queue;
+		bl_waitq_set_max(&bs->mem->q, cfg->memory.max_queue + 1);
+		bs->mem->retired = false;
+		mem_pump(bs);
+	} else if (bs->mem) {
+		struct bl_waitq_node *n;
+
+		/* Removed: nothing new is admitted; held reservations still release. */
+		bs->mem->retired = true;
+		while ((n = bl_waitq_pop(&bs->mem->q))) {
+			struct waiter *w = BL_WAITQ_ENTRY(n, struct waiter, node);
+
+			w->req->on_abort = NULL;
+			bl_http_respond_error(w->req, 404, "memory_not_configured",
+					      "the memory section was removed by a config reload");
+			waiter_free(w);
+		}
+	}
 	for (br = bs->list; br; br = br->next) {
 		const struct bl_cfg_budget *cb = bl_config_budget(cfg, br->name);
 		struct bl_budget_limits l;
@@ -541,12 +794,7 @@ static void grant(struct budget_rt *br, struct waiter *w, uint64_t ticket, bl_ti
 		l->acquired_ns = now;
 		l->node.expires_ns = now + w->ttl_ms * BL_NS_PER_MS;
 		snprintf(l->tenant, sizeof l->tenant, "%s", w->tenant);
-		for (int tries = 0; tries < 8; tries++) {
-			l->node.id = next_id(bs);
-			rc = bl_lease_insert(bs->leases, &l->node);
-			if (rc != BL_EEXIST)
-				break;
-		}
+		rc = lease_insert(bs, l);
 	}
 	if (rc != 0) {
 		/* Give the units back: no lease will ever release them. */
@@ -636,11 +884,18 @@ static void deny(struct budget_rt *br, struct waiter *w, bl_time_ns now)
 			     (int64_t)((uint64_t)now - w->start_ns) / BL_NS_PER_MS, h.detail);
 }
 
+static void mem_on_deadline(struct waiter *w);
+static void mem_on_abort(struct waiter *w);
+
 static void on_deadline(uv_timer_t *t)
 {
 	struct waiter *w = t->data;
 	struct budget_rt *br = w->budget;
 
+	if (!br) {
+		mem_on_deadline(w);
+		return;
+	}
 	bl_waitq_remove(&br->q, &w->node);
 	br->wait_timeouts++;
 	deny(br, w, mono_now());
@@ -654,6 +909,10 @@ static void on_waiter_abort(struct bl_http_req *req)
 	struct waiter *w = req->handler_data;
 	struct budget_rt *br = w->budget;
 
+	if (!br) {
+		mem_on_abort(w);
+		return;
+	}
 	bl_waitq_remove(&br->q, &w->node);
 	br->cancelled++;
 	req->on_abort = NULL;
@@ -664,6 +923,18 @@ static void on_waiter_abort(struct bl_http_req *req)
 }
 
 /* ---- acquire ---------------------------------------------------------------- */
+
+/* New work refused at the daemon's own memory cap (limits.daemon_memory). */
+static void respond_overloaded(struct bl_budgets *bs, struct bl_http_req *req)
+{
+	bl_http_respond_error_ex(req, 503, "overloaded",
+				 json_pack("{s:I}", "retry_after_ms", (json_int_t)1000),
+				 "Retry-After: 1\r\n",
+				 "ballast holds %llu of its %llu bytes (limits.daemon_memory): new "
+				 "work is refused until releases bring it under %llu",
+				 (unsigned long long)bs->dmem->held, (unsigned long long)bs->dmem->cap,
+				 (unsigned long long)bs->dmem->soft);
+}
 
 static int get_units(const struct bl_json_fields *body, const char *key, uint64_t *out,
 		     bool *given, struct bl_json_error *e)
@@ -733,6 +1004,10 @@ void bl_budgets_acquire(struct bl_budgets *bs, struct bl_http_req *req)
 	}
 	if (bs->shutting_down) {
 		bl_http_respond_error(req, 503, "draining", "the daemon is shutting down");
+		goto out;
+	}
+	if (bl_dmem_refuse_new_work(bs->dmem)) {
+		respond_overloaded(bs, req);
 		goto out;
 	}
 	w = bl_slab_alloc(bs->waiter_pool);
@@ -850,6 +1125,337 @@ out:
 	bl_json_fields_cleanup(body);
 }
 
+/* ---- memory reservations ----------------------------------------------------- */
+
+#define MEM_RETRY_MS 1000     /* retry hint: no clock says when memory frees */
+#define MAX_RESERVE_BYTES (UINT64_C(1) << 62)
+
+/* Stores l under a fresh id. Returns 0, BL_EFULL (the table is full) or
+ * another code from bl_lease_insert. */
+static int lease_insert(struct bl_budgets *bs, struct lease_rt *l)
+{
+	int rc = BL_EEXIST;
+
+	for (int tries = 0; tries < 8 && rc == BL_EEXIST; tries++) {
+		l->node.id = next_id(bs);
+		rc = bl_lease_insert(bs->leases, &l->node);
+	}
+	return rc;
+}
+
+static void mem_grant(struct bl_budgets *bs, struct waiter *w, bl_time_ns now)
+{
+	struct mem_rt *m = bs->mem;
+	struct lease_rt *l = bl_slab_alloc(bs->lease_pool);
+	int64_t waited_ms = (int64_t)((uint64_t)now - w->start_ns) / BL_NS_PER_MS;
+	int rc = BL_ENOMEM;
+	char id[17], out[384];
+	int n;
+
+	w->answered = true;
+	w->req->on_abort = NULL;
+	if (l) {
+		l->budget = NULL;
+		l->mem_bytes = w->mem_bytes;
+		l->mem_prio = w->mem_prio;
+		l->acquired_ns = now;
+		l->node.expires_ns = now + w->ttl_ms * BL_NS_PER_MS;
+		snprintf(l->tenant, sizeof l->tenant, "%s", w->tenant);
+		rc = lease_insert(bs, l);
+	}
+	if (rc == 0 && bl_membudget_reserve(&m->b, w->mem_bytes, w->mem_prio, NULL) != 0) {
+		/* would_admit said yes just before: cannot happen, but never lie. */
+		bl_lease_remove(bs->leases, &l->node);
+		rc = BL_EAGAIN;
+	}
+	if (rc != 0) {
+		if (l)
+			bl_slab_free(bs->lease_pool, l);
+		bl_http_respond_error(w->req, 503, "overloaded",
+				      rc == BL_EFULL ? "the lease table is full (%d live leases)"
+						     : "no room for a lease (limit %d)",
+				      MAX_LEASES);
+		return;
+	}
+	m->leases++;
+	m->granted++;
+	if (w->has_timer)
+		m->granted_after_wait++;
+	format_id(l->node.id, id);
+	n = snprintf(out, sizeof out,
+		     "{\"lease\":\"%s\",\"bytes\":%llu,\"priority\":\"%s\",\"expires_at_ms\":%lld,"
+		     "\"ttl_ms\":%lld,\"waited_ms\":%lld,\"pressure\":\"%s\"}\n",
+		     id, (unsigned long long)l->mem_bytes, bl_mem_priority_name(l->mem_prio),
+		     (long long)mono_to_wall_ms(l->node.expires_ns), (long long)w->ttl_ms,
+		     (long long)waited_ms, bl_mem_pressure_name(bl_membudget_pressure(&m->b)));
+	bl_http_respond(w->req, 200, "application/json", out, (size_t)n, NULL);
+	arm_expiry(bs);
+}
+
+static void respond_too_large_mem(struct bl_http_req *req, struct mem_rt *m, uint64_t bytes,
+				  enum bl_mem_priority p)
+{
+	uint64_t limit = bl_membudget_limit(&m->b, p);
+
+	bl_http_respond_error_ex(req, 400, "too_large",
+				 json_pack("{s:I,s:s}", "max_bytes", (json_int_t)limit, "priority",
+					   bl_mem_priority_name(p)),
+				 NULL,
+				 "%llu bytes at priority %s can never be admitted: that priority may "
+				 "fill reserved memory up to %llu bytes (%s); ask for less, or a "
+				 "higher priority",
+				 (unsigned long long)bytes, bl_mem_priority_name(p),
+				 (unsigned long long)limit,
+				 p == BL_MEM_LOW	 ? "the low watermark"
+				 : p == BL_MEM_NORMAL ? "the high watermark"
+						      : "the capacity");
+}
+
+/* Admits waiting reservations from the head of the queue while they fit. */
+static void mem_pump(struct bl_budgets *bs)
+{
+	struct mem_rt *m = bs->mem;
+	struct bl_waitq_node *n;
+
+	while (m && !m->retired && !bs->shutting_down && (n = bl_waitq_peek(&m->q))) {
+		struct waiter *w = BL_WAITQ_ENTRY(n, struct waiter, node);
+
+		if (!bl_membudget_would_admit(&m->b, w->mem_bytes, w->mem_prio)) {
+			if (w->mem_bytes <= bl_membudget_limit(&m->b, w->mem_prio))
+				return; /* waits for releases */
+			/* A reload shrank the limits below it: it would wait forever. */
+			bl_waitq_pop(&m->q);
+			w->answered = true;
+			w->req->on_abort = NULL;
+			respond_too_large_mem(w->req, m, w->mem_bytes, w->mem_prio);
+		} else {
+			bl_waitq_pop(&m->q);
+			mem_grant(bs, w, mono_now());
+		}
+		if (w->has_timer)
+			waiter_free(w); /* the handler frees the others */
+	}
+}
+
+/* Answers a reservation that leaves the queue unadmitted. */
+static void mem_deny(struct mem_rt *m, struct waiter *w, bl_time_ns now, const char *code)
+{
+	struct bl_membudget_stats st;
+
+	bl_membudget_stats(&m->b, &st);
+	w->req->on_abort = NULL;
+	bl_http_respond_error_ex(
+		w->req, 429, code,
+		json_pack("{s:I,s:I,s:I,s:s,s:s,s:I}", "retry_after_ms", (json_int_t)MEM_RETRY_MS,
+			  "bytes", (json_int_t)w->mem_bytes, "available_bytes",
+			  (json_int_t)st.available_bytes[w->mem_prio], "priority",
+			  bl_mem_priority_name(w->mem_prio), "pressure",
+			  bl_mem_pressure_name(st.pressure), "waited_ms",
+			  (json_int_t)(((uint64_t)now - w->start_ns) / BL_NS_PER_MS)),
+		"Retry-After: 1\r\n",
+		strcmp(code, "queue_full") == 0
+			? "the memory budget's waiting queue is full (memory.max_queue); retry later"
+			: "%llu bytes at priority %s do not fit now: %llu of %llu usable bytes are "
+			  "reserved and this priority may reserve %llu more; retry after releases",
+		(unsigned long long)w->mem_bytes, bl_mem_priority_name(w->mem_prio),
+		(unsigned long long)st.reserved_bytes, (unsigned long long)st.usable_bytes,
+		(unsigned long long)st.available_bytes[w->mem_prio]);
+}
+
+static void mem_on_deadline(struct waiter *w)
+{
+	struct bl_budgets *bs = w->bs;
+	struct mem_rt *m = bs->mem;
+
+	bl_waitq_remove(&m->q, &w->node);
+	m->wait_timeouts++;
+	m->denied++;
+	mem_deny(m, w, mono_now(), "insufficient_memory");
+	waiter_free(w);
+	mem_pump(bs);
+}
+
+static void mem_on_abort(struct waiter *w)
+{
+	struct bl_budgets *bs = w->bs;
+	struct mem_rt *m = bs->mem;
+	struct bl_http_req *req = w->req;
+
+	bl_waitq_remove(&m->q, &w->node);
+	m->cancelled++;
+	req->on_abort = NULL;
+	bl_http_respond(req, 499, "text/plain", "", 0, NULL);
+	waiter_free(w);
+	mem_pump(bs);
+}
+
+void bl_budgets_memory_reserve(struct bl_budgets *bs, struct bl_http_req *req)
+{
+	static const char *const allowed[] = {"bytes", "size", "tenant", "priority", "wait_ms",
+					      "ttl_ms", NULL};
+	struct bl_json_error e = {0};
+	struct bl_json_fields fields, *body = &fields;
+	const char *tenant = DEFAULT_TENANT, *prio_name = "normal", *size = NULL;
+	struct mem_rt *m = bs->mem;
+	struct waiter *w = NULL;
+	struct bl_waitq_tenant *slot;
+	enum bl_mem_priority prio;
+	int64_t wait_ms = 0, ttl_ms = -1, ibytes = 0;
+	uint64_t bytes = 0, cost;
+	int rb, rs, rc;
+
+	if (bl_api_body(req, false, allowed, body) != 0)
+		return;
+	rb = bl_json_get_int(body, "bytes", 1, (int64_t)MAX_RESERVE_BYTES, &ibytes, &e);
+	if (rb < 0)
+		goto bad;
+	rs = bl_json_get_string(body, "size", 32, &size, &e);
+	if (rs < 0)
+		goto bad;
+	if ((rb == 0) == (rs == 0)) {
+		bl_http_respond_error(req, 400, "invalid_field",
+				      "give exactly one of 'bytes' (an integer, e.g. 2147483648) or "
+				      "'size' (a string, e.g. \"2GiB\")");
+		goto out;
+	}
+	if (rb == 0) {
+		bytes = (uint64_t)ibytes;
+	} else if (bl_parse_size(size, strlen(size), &bytes) != 0 || bytes == 0 ||
+		   bytes > MAX_RESERVE_BYTES) {
+		bl_http_respond_error(req, 400, "invalid_field",
+				      "field 'size': '%.32s' is not a size of at least 1 byte, such "
+				      "as \"512MiB\" or \"2GiB\" (units B, KiB, MiB, GiB, TiB, KB, MB, "
+				      "GB, TB)",
+				      size);
+		goto out;
+	}
+	if (bl_json_get_string(body, "tenant", BL_WAITQ_TENANT_NAME_MAX, &tenant, &e) < 0 ||
+	    bl_json_get_string(body, "priority", 16, &prio_name, &e) < 0 ||
+	    bl_json_get_int(body, "wait_ms", 0, MAX_WAIT_MS, &wait_ms, &e) < 0 ||
+	    bl_json_get_int(body, "ttl_ms", 1000, MAX_TTL_MS, &ttl_ms, &e) < 0)
+		goto bad;
+	if (bl_mem_priority_parse(prio_name, strlen(prio_name), &prio) != 0) {
+		bl_http_respond_error(req, 400, "invalid_field",
+				      "field 'priority': '%.16s' is not one of low, normal, critical",
+				      prio_name);
+		goto out;
+	}
+	if (!m || m->retired) {
+		bl_http_respond_error(req, 404, "memory_not_configured",
+				      "no memory budget is configured: add a 'memory:' section to the "
+				      "config (docs/configuration.md#memory)");
+		goto out;
+	}
+	if (bs->shutting_down) {
+		bl_http_respond_error(req, 503, "draining", "the daemon is shutting down");
+		goto out;
+	}
+	if (bl_dmem_refuse_new_work(bs->dmem)) {
+		respond_overloaded(bs, req);
+		goto out;
+	}
+	if (bytes > bl_membudget_limit(&m->b, prio)) {
+		respond_too_large_mem(req, m, bytes, prio);
+		goto out;
+	}
+	w = bl_slab_alloc(bs->waiter_pool);
+	if (!w) {
+		respond_overloaded(bs, req);
+		goto out;
+	}
+	w->bs = bs;
+	w->budget = NULL;
+	w->mem_bytes = bytes;
+	w->mem_prio = prio;
+	w->req = req;
+	w->start_ns = (uint64_t)mono_now();
+	w->wait_ms = wait_ms;
+	w->ttl_ms = ttl_ms > 0 ? ttl_ms : m->lease_ttl_ns / BL_NS_PER_MS;
+	snprintf(w->tenant, sizeof w->tenant, "%s", tenant);
+	bl_waitq_node_init(&w->node);
+	/* Fairness across tenants by bytes: one unit per millionth of usable. */
+	{
+		struct bl_membudget_stats st;
+
+		bl_membudget_stats(&m->b, &st);
+		cost = (uint64_t)((double)bytes / (double)(st.usable_bytes ? st.usable_bytes : 1) *
+				  1e6) + 1;
+	}
+	if (bl_waitq_tenants_get(m->tenants, w->tenant, strlen(w->tenant), &slot) != 0)
+		goto bad;
+	rc = bl_waitq_push(&m->q, &w->node, bl_mem_priority_waitq_class(prio), slot, cost);
+	if (rc != 0) {
+		m->queue_full++;
+		mem_deny(m, w, mono_now(), "queue_full");
+		goto out;
+	}
+	mem_pump(bs);
+	if (w->answered)
+		goto out;
+	if (wait_ms == 0) {
+		bl_waitq_remove(&m->q, &w->node);
+		m->denied++;
+		mem_deny(m, w, mono_now(), "insufficient_memory");
+		goto out;
+	}
+	if (bl_waitq_length(&m->q) > m->max_queue) {
+		bl_waitq_remove(&m->q, &w->node);
+		m->queue_full++;
+		mem_deny(m, w, mono_now(), "queue_full");
+		goto out;
+	}
+	uv_timer_init(bs->loop, &w->deadline);
+	w->deadline.data = w;
+	w->has_timer = true;
+	uv_timer_start(&w->deadline, on_deadline, (uint64_t)wait_ms, 0);
+	req->handler_data = w;
+	req->on_abort = on_waiter_abort;
+	bl_json_fields_cleanup(body);
+	return;
+bad:
+	bl_api_bad_request(req, &e);
+out:
+	if (w && !w->has_timer)
+		bl_slab_free(bs->waiter_pool, w);
+	bl_json_fields_cleanup(body);
+}
+
+/* Releases a memory lease (POST /v1/release names it like any lease). */
+static void mem_release(struct bl_budgets *bs, struct bl_http_req *req, struct lease_rt *l)
+{
+	struct mem_rt *m = bs->mem;
+	bl_time_ns now = mono_now();
+	char out[256];
+	int n;
+
+	bl_lease_remove(bs->leases, &l->node);
+	bl_membudget_release(&m->b, l->mem_bytes, l->mem_prio);
+	m->released++;
+	n = snprintf(out, sizeof out,
+		     "{\"released\":true,\"memory_bytes\":%llu,\"priority\":\"%s\",\"held_ms\":%lld}\n",
+		     (unsigned long long)l->mem_bytes, bl_mem_priority_name(l->mem_prio),
+		     (long long)((now - l->acquired_ns) / BL_NS_PER_MS));
+	bl_http_respond(req, 200, "application/json", out, (size_t)n, NULL);
+	lease_free(bs, l);
+	arm_expiry(bs);
+	mem_pump(bs);
+}
+
+/* Reclaims an expired memory lease. */
+static void mem_expire(struct bl_budgets *bs, struct lease_rt *l, bl_time_ns now)
+{
+	char id[17];
+
+	format_id(l->node.id, id);
+	bl_membudget_release(&bs->mem->b, l->mem_bytes, l->mem_prio);
+	bs->mem->expired++;
+	bl_log(BL_LOG_INFO, "memory lease expired", "lease=%s tenant=%s bytes=%llu held_ms=%lld",
+	       id, l->tenant, (unsigned long long)l->mem_bytes,
+	       (long long)((now - l->acquired_ns) / BL_NS_PER_MS));
+	lease_free(bs, l);
+	mem_pump(bs);
+}
+
 /* ---- release and extend --------------------------------------------------- */
 
 static struct lease_rt *lookup_lease(struct bl_budgets *bs, const char *id_text)
@@ -875,6 +1481,11 @@ static void lease_free(struct bl_budgets *bs, struct lease_rt *l)
 {
 	struct budget_rt *br = l->budget;
 
+	if (!br) {
+		bs->mem->leases--;
+		bl_slab_free(bs->lease_pool, l);
+		return;
+	}
 	br->leases--;
 	bl_slab_free(bs->lease_pool, l);
 	budget_maybe_free(bs, br);
@@ -991,6 +1602,10 @@ void bl_budgets_release(struct bl_budgets *bs, struct bl_http_req *req)
 		respond_unknown_lease(req, id);
 		goto out;
 	}
+	if (!l->budget) {
+		mem_release(bs, req, l);
+		goto out;
+	}
 	br = l->budget;
 	/* What was used: the estimate unless told otherwise; nothing if the call
 	 * never reached the provider. */
@@ -1066,7 +1681,7 @@ void bl_budgets_extend(struct bl_budgets *bs, struct bl_http_req *req, const cha
 		goto out;
 	}
 	if (ttl_ms < 0)
-		ttl_ms = l->budget->lease_ttl_ns / BL_NS_PER_MS;
+		ttl_ms = (l->budget ? l->budget->lease_ttl_ns : bs->mem->lease_ttl_ns) / BL_NS_PER_MS;
 	now = mono_now();
 	bl_lease_set_expiry(bs->leases, &l->node, now + ttl_ms * BL_NS_PER_MS);
 	arm_expiry(bs);
@@ -1093,6 +1708,10 @@ static void on_expiry(uv_timer_t *t)
 		struct budget_rt *br = l->budget;
 		char id[17];
 
+		if (!br) {
+			mem_expire(bs, l, now);
+			continue;
+		}
 		bl_budget_expire(&br->b, now);
 		format_id(l->node.id, id);
 		bl_log(BL_LOG_INFO, "lease expired", "budget=%s lease=%s tenant=%s held_ms=%lld",
@@ -1208,6 +1827,155 @@ void bl_budgets_get(struct bl_budgets *bs, struct bl_http_req *req, const char *
 	bl_http_respond_json(req, 200, budget_json(br), NULL);
 }
 
+/* ---- memory: views ------------------------------------------------------------ */
+
+struct tenant_use {
+	json_t *by_tenant;
+};
+
+static void add_tenant_use(struct bl_lease_node *n, void *ctx)
+{
+	struct tenant_use *tu = ctx;
+	struct lease_rt *l = BL_CONTAINER_OF(n, struct lease_rt, node);
+	json_t *o;
+
+	if (l->budget)
+		return;
+	o = json_object_get(tu->by_tenant, l->tenant);
+	if (!o) {
+		o = json_pack("{s:I,s:I}", "bytes", (json_int_t)0, "reservations", (json_int_t)0);
+		json_object_set_new(tu->by_tenant, l->tenant, o);
+	}
+	json_object_set_new(o, "bytes",
+			    json_integer(json_integer_value(json_object_get(o, "bytes")) +
+					 (json_int_t)l->mem_bytes));
+	json_object_set_new(o, "reservations",
+			    json_integer(json_integer_value(json_object_get(o, "reservations")) + 1));
+}
+
+json_t *bl_budgets_memory_json(struct bl_budgets *bs)
+{
+	struct mem_rt *m = bs->mem;
+	struct bl_membudget_stats st;
+	struct tenant_use tu;
+	json_t *prios, *waiters;
+
+	if (!m)
+		return json_pack("{s:b}", "configured", false);
+	bl_membudget_stats(&m->b, &st);
+	prios = json_object();
+	for (int p = 0; p < BL_MEM_PRIORITY_COUNT; p++)
+		json_object_set_new(prios, bl_mem_priority_name((enum bl_mem_priority)p),
+				    json_pack("{s:I,s:I,s:I,s:I}", "bytes", (json_int_t)st.bytes[p],
+					      "reservations", (json_int_t)st.count[p],
+					      "limit_bytes",
+					      (json_int_t)bl_membudget_limit(&m->b, (enum bl_mem_priority)p),
+					      "available_bytes", (json_int_t)st.available_bytes[p]));
+	waiters = json_object();
+	for (int c = 0; c < BL_WAITQ_CLASSES; c++)
+		json_object_set_new(waiters, bl_waitq_class_name((enum bl_waitq_class)c),
+				    json_integer(bl_waitq_class_length(&m->q, (enum bl_waitq_class)c)));
+	tu.by_tenant = json_object();
+	bl_lease_foreach(bs->leases, add_tenant_use, &tu);
+	return json_pack(
+		"{s:b,s:b,s:I,s:s,s:f,s:I,s:I,s:{s:f,s:f,s:I,s:I},s:I,s:f,s:s,s:o,s:o,s:o,s:I,s:I,"
+		"s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}}",
+		"configured", true, "retired", m->retired, "capacity_bytes",
+		(json_int_t)st.capacity_bytes, "capacity_source", m->capacity_source,
+		"safety_buffer", m->b.config.safety_buffer, "usable_bytes",
+		(json_int_t)st.usable_bytes, "buffer_bytes", (json_int_t)st.buffer_bytes,
+		"watermarks", "low", m->b.config.low, "high", m->b.config.high, "low_bytes",
+		(json_int_t)st.low_limit_bytes, "high_bytes", (json_int_t)st.high_limit_bytes,
+		"reserved_bytes", (json_int_t)st.reserved_bytes, "utilization", st.utilization,
+		"pressure", bl_mem_pressure_name(st.pressure), "by_priority", prios, "by_tenant",
+		tu.by_tenant, "waiters", waiters, "max_queue", (json_int_t)m->max_queue,
+		"high_water_bytes", (json_int_t)st.high_water_bytes, "counters", "granted",
+		(json_int_t)m->granted, "granted_after_wait", (json_int_t)m->granted_after_wait,
+		"denied", (json_int_t)m->denied, "queue_full", (json_int_t)m->queue_full,
+		"wait_timeouts", (json_int_t)m->wait_timeouts, "cancelled", (json_int_t)m->cancelled,
+		"released", (json_int_t)m->released, "expired", (json_int_t)m->expired);
+}
+
+void bl_budgets_memory_get(struct bl_budgets *bs, struct bl_http_req *req)
+{
+	bl_http_respond_json(req, 200, bl_budgets_memory_json(bs), NULL);
+}
+
+static void mem_write_metrics(struct bl_budgets *bs, struct bl_text *t)
+{
+	struct mem_rt *m = bs->mem;
+	struct bl_membudget_stats st;
+
+	if (!m)
+		return;
+	bl_membudget_stats(&m->b, &st);
+	bl_text_printf(t,
+		       "# HELP ballast_memory_capacity_bytes Memory the budget governs.\n"
+		       "# TYPE ballast_memory_capacity_bytes gauge\n"
+		       "ballast_memory_capacity_bytes %llu\n"
+		       "# HELP ballast_memory_usable_bytes Capacity minus the safety buffer.\n"
+		       "# TYPE ballast_memory_usable_bytes gauge\n"
+		       "ballast_memory_usable_bytes %llu\n"
+		       "# HELP ballast_memory_limit_bytes Most reserved may reach, by priority.\n"
+		       "# TYPE ballast_memory_limit_bytes gauge\n",
+		       (unsigned long long)st.capacity_bytes, (unsigned long long)st.usable_bytes);
+	for (int p = 0; p < BL_MEM_PRIORITY_COUNT; p++)
+		bl_text_printf(t, "ballast_memory_limit_bytes{priority=\"%s\"} %llu\n",
+			       bl_mem_priority_name((enum bl_mem_priority)p),
+			       (unsigned long long)bl_membudget_limit(&m->b, (enum bl_mem_priority)p));
+	bl_text_printf(t, "# HELP ballast_memory_reserved_bytes Bytes reserved, by priority.\n"
+			  "# TYPE ballast_memory_reserved_bytes gauge\n");
+	for (int p = 0; p < BL_MEM_PRIORITY_COUNT; p++)
+		bl_text_printf(t, "ballast_memory_reserved_bytes{priority=\"%s\"} %llu\n",
+			       bl_mem_priority_name((enum bl_mem_priority)p),
+			       (unsigned long long)st.bytes[p]);
+	bl_text_printf(t, "# HELP ballast_memory_reservations Reservations held, by priority.\n"
+			  "# TYPE ballast_memory_reservations gauge\n");
+	for (int p = 0; p < BL_MEM_PRIORITY_COUNT; p++)
+		bl_text_printf(t, "ballast_memory_reservations{priority=\"%s\"} %llu\n",
+			       bl_mem_priority_name((enum bl_mem_priority)p),
+			       (unsigned long long)st.count[p]);
+	bl_text_printf(t, "# HELP ballast_memory_queue_depth Reservations waiting, by class.\n"
+			  "# TYPE ballast_memory_queue_depth gauge\n");
+	for (int c = 0; c < BL_WAITQ_CLASSES; c++)
+		bl_text_printf(t, "ballast_memory_queue_depth{priority=\"%s\"} %u\n",
+			       bl_waitq_class_name((enum bl_waitq_class)c),
+			       bl_waitq_class_length(&m->q, (enum bl_waitq_class)c));
+	bl_text_printf(t,
+		       "# HELP ballast_memory_utilization Reserved / usable (the autoscaler's memory "
+		       "metric).\n# TYPE ballast_memory_utilization gauge\n"
+		       "ballast_memory_utilization %.6f\n"
+		       "# HELP ballast_memory_pressure 0 ok, 1 high (in the band), 2 critical.\n"
+		       "# TYPE ballast_memory_pressure gauge\nballast_memory_pressure %d\n"
+		       "# HELP ballast_memory_high_water_bytes Most ever reserved at once.\n"
+		       "# TYPE ballast_memory_high_water_bytes gauge\n"
+		       "ballast_memory_high_water_bytes %llu\n"
+		       "# HELP ballast_memory_grants_total Reservations admitted.\n"
+		       "# TYPE ballast_memory_grants_total counter\nballast_memory_grants_total %llu\n"
+		       "# HELP ballast_memory_denials_total Reservations answered 429, by reason.\n"
+		       "# TYPE ballast_memory_denials_total counter\n"
+		       "ballast_memory_denials_total{reason=\"insufficient_memory\"} %llu\n"
+		       "ballast_memory_denials_total{reason=\"queue_full\"} %llu\n"
+		       "# HELP ballast_memory_expired_leases_total Reservations reclaimed on TTL.\n"
+		       "# TYPE ballast_memory_expired_leases_total counter\n"
+		       "ballast_memory_expired_leases_total %llu\n",
+		       st.utilization, (int)st.pressure, (unsigned long long)st.high_water_bytes,
+		       (unsigned long long)m->granted, (unsigned long long)m->denied,
+		       (unsigned long long)m->queue_full, (unsigned long long)m->expired);
+}
+
+size_t bl_budgets_pools(struct bl_budgets *bs, const char **names, struct bl_slab_stats *ss,
+			size_t cap)
+{
+	if (cap < 2)
+		return 0;
+	names[0] = "leases";
+	bl_slab_stats(bs->lease_pool, &ss[0]);
+	names[1] = "waiters";
+	bl_slab_stats(bs->waiter_pool, &ss[1]);
+	return 2;
+}
+
 void bl_budgets_write_metrics(struct bl_budgets *bs, struct bl_text *t)
 {
 	struct budget_rt *br;
@@ -1266,30 +2034,7 @@ void bl_budgets_write_metrics(struct bl_budgets *bs, struct bl_text *t)
 	}
 	FAMILY("ballast_leases", "gauge", "Live leases.");
 	bl_text_printf(t, "ballast_leases %zu\n", bl_lease_count(bs->leases));
-	{
-		static const char *const names[2] = {"leases", "waiters"};
-		struct bl_slab *pools[2] = {bs->lease_pool, bs->waiter_pool};
-		struct bl_slab_stats ss[2];
-
-		for (int i = 0; i < 2; i++)
-			bl_slab_stats(pools[i], &ss[i]);
-		FAMILY("ballast_pool_objects_in_use", "gauge", "Objects taken from a daemon pool.");
-		for (int i = 0; i < 2; i++)
-			bl_text_printf(t, "ballast_pool_objects_in_use{pool=\"%s\"} %zu\n", names[i],
-				       ss[i].objects_in_use);
-		FAMILY("ballast_pool_high_water", "gauge", "Most objects in use at once.");
-		for (int i = 0; i < 2; i++)
-			bl_text_printf(t, "ballast_pool_high_water{pool=\"%s\"} %zu\n", names[i],
-				       ss[i].high_water);
-		FAMILY("ballast_pool_bytes_reserved", "gauge", "Bytes a daemon pool holds.");
-		for (int i = 0; i < 2; i++)
-			bl_text_printf(t, "ballast_pool_bytes_reserved{pool=\"%s\"} %zu\n", names[i],
-				       ss[i].bytes_reserved);
-		FAMILY("ballast_pool_failed_allocs_total", "counter", "Allocations a pool refused.");
-		for (int i = 0; i < 2; i++)
-			bl_text_printf(t, "ballast_pool_failed_allocs_total{pool=\"%s\"} %llu\n",
-				       names[i], (unsigned long long)ss[i].failed_allocs);
-	}
+	mem_write_metrics(bs, t);
 #undef FAMILY
 }
 
@@ -1304,10 +2049,21 @@ static void dump_lease(struct bl_lease_node *n, void *ctx)
 {
 	struct lease_dump *ld = ctx;
 	struct lease_rt *l = BL_CONTAINER_OF(n, struct lease_rt, node);
-	json_t *res = json_array();
+	json_t *res;
 	char id[17];
 
 	format_id(n->id, id);
+	if (!l->budget) {
+		json_array_append_new(
+			ld->arr,
+			json_pack("{s:s,s:s,s:I,s:s,s:I,s:I,s:s}", "id", id, "kind", "memory", "bytes",
+				  (json_int_t)l->mem_bytes, "priority", bl_mem_priority_name(l->mem_prio),
+				  "expires_wall_ns", (json_int_t)to_wall(n->expires_ns, ld->offset),
+				  "acquired_wall_ns", (json_int_t)to_wall(l->acquired_ns, ld->offset),
+				  "tenant", l->tenant));
+		return;
+	}
+	res = json_array();
 	for (int d = 0; d < BL_DIM_COUNT; d++)
 		json_array_append_new(res, json_integer((json_int_t)l->reserved.n[d]));
 	json_array_append_new(ld->arr,
@@ -1357,6 +2113,96 @@ void bl_budgets_mark_clean(struct bl_budgets *bs)
 	bs->clean = true;
 }
 
+/* The memory budget's counters; its reserved totals come back from the
+ * restored leases, so they can never disagree with them. */
+static json_t *mem_state_json(struct bl_budgets *bs)
+{
+	struct bl_membudget_state st;
+
+	if (!bs->mem)
+		return json_null();
+	bl_membudget_state_get(&bs->mem->b, &st);
+	return json_pack("{s:I,s:I,s:I}", "high_water_bytes", (json_int_t)st.high_water_bytes,
+			 "grants", (json_int_t)st.grants, "denials", (json_int_t)st.denials);
+}
+
+/* Checks one memory lease of a snapshot; fills what it says. */
+static int mem_lease_from_json(json_t *l, uint64_t *id, uint64_t *bytes,
+			       enum bl_mem_priority *prio, json_int_t *exp, json_int_t *acq,
+			       const char **tenant)
+{
+	const char *ids, *kind, *pname;
+	json_int_t b;
+
+	if (json_unpack(l, "{s:s,s:s,s:I,s:s,s:I,s:I,s:s}", "id", &ids, "kind", &kind, "bytes", &b,
+			"priority", &pname, "expires_wall_ns", exp, "acquired_wall_ns", acq,
+			"tenant", tenant) != 0 ||
+	    strcmp(kind, "memory") != 0 || !parse_id(ids, id) || b <= 0 ||
+	    bl_mem_priority_parse(pname, strlen(pname), prio) != 0 ||
+	    strlen(*tenant) > BL_WAITQ_TENANT_NAME_MAX)
+		return -1;
+	*bytes = (uint64_t)b;
+	return 0;
+}
+
+/* Restores the memory leases of a validated snapshot and the totals they
+ * hold. Without a memory section now, they are dropped (and logged). */
+static void mem_restore(struct bl_budgets *bs, json_t *leases, json_t *mstate, int64_t offset)
+{
+	struct bl_membudget_state st = {0};
+	json_t *l;
+	size_t i;
+
+	json_array_foreach(leases, i, l) {
+		uint64_t id, bytes;
+		enum bl_mem_priority prio;
+		json_int_t exp, acq;
+		const char *tenant;
+		struct lease_rt *lr;
+
+		if (!json_object_get(l, "kind"))
+			continue;
+		mem_lease_from_json(l, &id, &bytes, &prio, &exp, &acq, &tenant);
+		if (!bs->mem || !(lr = bl_slab_alloc(bs->lease_pool))) {
+			bs->leases_dropped++;
+			continue;
+		}
+		lr->node.id = id;
+		lr->budget = NULL;
+		lr->mem_bytes = bytes;
+		lr->mem_prio = prio;
+		lr->node.expires_ns = from_wall(exp, offset);
+		lr->acquired_ns = from_wall(acq, offset);
+		snprintf(lr->tenant, sizeof lr->tenant, "%s", tenant);
+		if (st.bytes[prio] > UINT64_MAX - bytes || bl_lease_insert(bs->leases, &lr->node) != 0) {
+			bl_slab_free(bs->lease_pool, lr);
+			bs->leases_dropped++;
+			continue;
+		}
+		st.bytes[prio] += bytes;
+		st.count[prio]++;
+		bs->mem->leases++;
+		bs->leases_restored++;
+	}
+	if (!bs->mem)
+		return;
+	{
+		json_int_t hw = 0, g = 0, dn = 0;
+		uint64_t total = 0;
+
+		if (json_is_object(mstate))
+			json_unpack(mstate, "{s?I,s?I,s?I}", "high_water_bytes", &hw, "grants", &g,
+				    "denials", &dn);
+		for (int p = 0; p < BL_MEM_PRIORITY_COUNT; p++)
+			total += st.bytes[p];
+		st.high_water_bytes = hw > 0 && (uint64_t)hw > total ? (uint64_t)hw : total;
+		st.grants = g > 0 ? (uint64_t)g : 0;
+		st.denials = dn > 0 ? (uint64_t)dn : 0;
+		if (bl_membudget_state_set(&bs->mem->b, &st) != 0)
+			bl_log(BL_LOG_WARN, "memory budget state refused", NULL);
+	}
+}
+
 json_t *bl_budgets_save(void *ctx)
 {
 	struct bl_budgets *bs = ctx;
@@ -1368,8 +2214,9 @@ json_t *bl_budgets_save(void *ctx)
 	for (struct budget_rt *br = bs->list; br; br = br->next)
 		json_object_set_new(budgets, br->name, budget_state_json(br, now, offset));
 	bl_lease_foreach(bs->leases, dump_lease, &ld);
-	return json_pack("{s:b,s:I,s:o,s:o}", "clean", bs->clean, "saved_wall_ns",
-			 (json_int_t)(now + offset), "budgets", budgets, "leases", ld.arr);
+	return json_pack("{s:b,s:I,s:o,s:o,s:o}", "clean", bs->clean, "saved_wall_ns",
+			 (json_int_t)(now + offset), "budgets", budgets, "leases", ld.arr,
+			 "memory", mem_state_json(bs));
 }
 
 static int read_i64(json_t *o, const char *k, int64_t *out)
@@ -1476,8 +2323,16 @@ int bl_budgets_restore(void *ctx, json_t *state, char *err, size_t errcap)
 		json_int_t ticket, exp, acq;
 		const char *id, *bname, *tenant;
 		json_t *res;
-		uint64_t idv;
+		uint64_t idv, bytes;
+		enum bl_mem_priority prio;
 
+		if (json_object_get(l, "kind")) {
+			if (mem_lease_from_json(l, &idv, &bytes, &prio, &exp, &acq, &tenant) != 0) {
+				snprintf(err, errcap, "lease %zu: malformed memory reservation", i);
+				return BL_ECORRUPT;
+			}
+			continue;
+		}
 		if (json_unpack(l, "{s:s,s:s,s:I,s:o,s:I,s:I,s:s}", "id", &id, "budget", &bname,
 				"ticket", &ticket, "reserved", &res, "expires_wall_ns", &exp,
 				"acquired_wall_ns", &acq, "tenant", &tenant) != 0 ||
@@ -1531,6 +2386,8 @@ int bl_budgets_restore(void *ctx, json_t *state, char *err, size_t errcap)
 		struct budget_rt *br;
 		struct lease_rt *lr;
 
+		if (json_object_get(l, "kind"))
+			continue; /* memory: mem_restore */
 		json_unpack(l, "{s:s,s:s,s:I,s:o,s:I,s:I,s:s}", "id", &id, "budget", &bname,
 			    "ticket", &ticket, "reserved", &res, "expires_wall_ns", &exp,
 			    "acquired_wall_ns", &acq, "tenant", &tenant);
@@ -1559,6 +2416,7 @@ int bl_budgets_restore(void *ctx, json_t *state, char *err, size_t errcap)
 		br->leases++;
 		bs->leases_restored++;
 	}
+	mem_restore(bs, leases, json_object_get(state, "memory"), offset);
 	if (bs->leases_restored || bs->leases_dropped)
 		bl_log(BL_LOG_INFO, "leases restored", "restored=%llu dropped=%llu",
 		       (unsigned long long)bs->leases_restored, (unsigned long long)bs->leases_dropped);
@@ -1576,6 +2434,18 @@ void bl_budgets_shutdown(struct bl_budgets *bs)
 	uv_timer_stop(&bs->expiry);
 	if (!uv_is_closing((uv_handle_t *)&bs->expiry))
 		uv_close((uv_handle_t *)&bs->expiry, NULL);
+	if (bs->mem) {
+		struct bl_waitq_node *n;
+
+		while ((n = bl_waitq_pop(&bs->mem->q))) {
+			struct waiter *w = BL_WAITQ_ENTRY(n, struct waiter, node);
+
+			w->req->on_abort = NULL;
+			bl_http_respond_error(w->req, 503, "draining",
+					      "the daemon is shutting down; retry on its successor");
+			waiter_free(w);
+		}
+	}
 	for (br = bs->list; br; br = next) {
 		struct bl_waitq_node *n;
 
@@ -1609,6 +2479,7 @@ void bl_budgets_destroy(struct bl_budgets *bs)
 		free(br->name);
 		free(br);
 	}
+	mem_free(bs->mem);
 	bl_lease_table_destroy(bs->leases);
 	bl_slab_destroy(bs->lease_pool);
 	bl_slab_destroy(bs->waiter_pool);

@@ -11,7 +11,9 @@
 #include <stddef.h>
 #include <uv.h>
 
+#include "ballast/slab.h"
 #include "config.h"
+#include "dmem.h"
 #include "http.h"
 #include "metrics.h"
 
@@ -19,8 +21,8 @@ struct bl_budgets;
 
 /* Creates every budget of cfg on loop. Returns 0, or BL_EINVAL / BL_ENOMEM
  * with a reason in err. */
-int bl_budgets_create(uv_loop_t *loop, const struct bl_config *cfg, struct bl_budgets **out,
-		      char *err, size_t errcap);
+int bl_budgets_create(uv_loop_t *loop, const struct bl_config *cfg, struct bl_dmem *dmem,
+		      struct bl_budgets **out, char *err, size_t errcap);
 
 /* Checks that cfg's budgets can be applied (bl_budgets_apply would succeed).
  * Returns 0 or BL_EINVAL with a reason in err. Changes nothing. */
@@ -55,7 +57,22 @@ void bl_budgets_get(struct bl_budgets *bs, struct bl_http_req *req, const char *
 /* Every budget as /v1/budgets shows it, for /v1/state. */
 json_t *bl_budgets_json(struct bl_budgets *bs);
 
-/* Appends the ballast_budget_* families. */
+/* Appends the ballast_budget_* and ballast_memory_* families. */
 void bl_budgets_write_metrics(struct bl_budgets *bs, struct bl_text *t);
+
+/* Memory reservations: POST /v1/memory/reserve and GET /v1/memory. A
+ * reservation is a lease like any other: POST /v1/release and
+ * /v1/leases/{id}/extend take its id, and it is reclaimed on its TTL. */
+void bl_budgets_memory_reserve(struct bl_budgets *bs, struct bl_http_req *req);
+void bl_budgets_memory_get(struct bl_budgets *bs, struct bl_http_req *req);
+
+/* The memory budget as GET /v1/memory shows it ({"configured":false} when
+ * the config has no memory section), for /v1/state. */
+json_t *bl_budgets_memory_json(struct bl_budgets *bs);
+
+/* The daemon pools this module owns: fills up to cap names and stats,
+ * returns how many. */
+size_t bl_budgets_pools(struct bl_budgets *bs, const char **names, struct bl_slab_stats *ss,
+			size_t cap);
 
 #endif

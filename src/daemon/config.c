@@ -2198,7 +2198,8 @@ static void load_band(struct ctx *c, const struct ynode *raw, double *low, doubl
 
 static void load_memory(struct ctx *c, const struct ynode *raw)
 {
-	static const char *const keys[] = {"capacity", "safety_buffer", "watermarks"};
+	static const char *const keys[] = {"capacity", "safety_buffer", "watermarks", "lease_ttl",
+					   "max_queue"};
 	struct bl_cfg_memory *mem = &c->cfg->memory;
 	const struct ynode *m = section(c, raw, keys, NELEMS(keys));
 	const struct ynode *v;
@@ -2220,6 +2221,8 @@ static void load_memory(struct ctx *c, const struct ynode *raw)
 		path_pop(c, mark);
 	}
 	get_double(c, m, "safety_buffer", 0.0, 0.9, &mem->safety_buffer);
+	get_duration(c, m, "lease_ttl", S(1), S(86400), &mem->lease_ttl_ns);
+	get_u32(c, m, "max_queue", 0, 1000000, &mem->max_queue);
 	mark = path_push(c, "watermarks");
 	load_band(c, lookup(m, "watermarks"), &mem->low, &mem->high);
 	path_pop(c, mark);
@@ -2425,6 +2428,8 @@ static int set_defaults(struct bl_config *cfg)
 	cfg->memory.safety_buffer = 0.20;
 	cfg->memory.low = 0.80;
 	cfg->memory.high = 0.90;
+	cfg->memory.lease_ttl_ns = S(600);
+	cfg->memory.max_queue = 1000;
 	a->min_replicas = 5;
 	a->max_replicas = 100;
 	a->interval_ns = S(15);
@@ -2912,6 +2917,8 @@ static json_t *j_memory(const struct bl_cfg_memory *m)
 		return NULL;
 	SET(o, "capacity", m->capacity_auto ? json_string("auto") : j_size(m->capacity));
 	SET(o, "safety_buffer", json_real(m->safety_buffer));
+	SET(o, "lease_ttl", j_duration(m->lease_ttl_ns));
+	SET(o, "max_queue", json_integer(m->max_queue));
 	SET(o, "watermarks", j_band(m->low, m->high));
 	return o;
 fail:

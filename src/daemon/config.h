@@ -134,6 +134,8 @@ struct bl_cfg_memory {
 	double safety_buffer;  /* 0..0.9, default 0.20 */
 	double low;            /* watermark, share of usable, default 0.80 */
 	double high;           /* watermark, share of usable, default 0.90 */
+	int64_t lease_ttl_ns;  /* reservation lease TTL when the request names none, default 10 min */
+	uint32_t max_queue;    /* reservations allowed to wait, default 1000 */
 };
 
 struct bl_cfg_band {

@@ -97,9 +97,10 @@ static char *read_token(const char *path, size_t *len, char *err, size_t errcap)
 	return tok;
 }
 
-static struct bl_http_limits limits_of(const struct bl_config *cfg)
+static struct bl_http_limits limits_of(struct bl_daemon *d, const struct bl_config *cfg)
 {
 	return (struct bl_http_limits){
+		.mem = &d->mem,
 		.max_connections = cfg->max_connections,
 		.max_body = cfg->max_body,
 		.max_header = cfg->max_header,
@@ -127,8 +128,6 @@ static void log_unenforced(const struct bl_config *cfg)
 	if (cfg->n_pools)
 		bl_log(BL_LOG_WARN, "pools are validated but not enforced by this version",
 		       "count=%zu", cfg->n_pools);
-	if (cfg->memory.configured)
-		bl_log(BL_LOG_WARN, "memory is validated but not enforced by this version", NULL);
 	if (cfg->autoscaler.configured)
 		bl_log(BL_LOG_WARN, "autoscaler is validated but not acted on by this version", NULL);
 }
@@ -410,7 +409,9 @@ int bl_daemon_reload(struct bl_daemon *d, bool dry_run, struct bl_diags *diags, 
 	d->auth_token_len = token_len;
 	bl_log_set_level(next->log_level);
 	{
-		struct bl_http_limits lim = limits_of(next);
+		struct bl_http_limits lim = limits_of(d, next);
+
+		bl_dmem_set_cap(&d->mem, next->daemon_memory);
 		bl_http_server_set_limits(d->http, &lim);
 	}
 	if (!d->shutting_down)
@@ -598,7 +599,8 @@ int bl_daemon_run(const struct bl_daemon_options *opts)
 	}
 	raise_fd_limit(d->cfg->max_connections);
 
-	if (bl_budgets_create(d->loop, d->cfg, &d->budgets, err, sizeof err) != 0) {
+	bl_dmem_init(&d->mem, d->cfg->daemon_memory);
+	if (bl_budgets_create(d->loop, d->cfg, &d->mem, &d->budgets, err, sizeof err) != 0) {
 		bl_log(BL_LOG_ERROR, "cannot start", "error=%s", bl_log_quote(q, sizeof q, err));
 		goto out;
 	}
@@ -620,7 +622,7 @@ int bl_daemon_run(const struct bl_daemon_options *opts)
 
 	if (bl_metrics_create(d->start_wall_s, &d->metrics) != 0)
 		goto out_loop;
-	lim = limits_of(d->cfg);
+	lim = limits_of(d, d->cfg);
 	if (bl_http_server_create(d->loop, &lim, bl_api_handle, bl_api_done, d, &d->http) != 0)
 		goto out_loop;
 	if (bl_http_server_listen(d->http, d->cfg->listen_host, d->cfg->listen_port, err,

@@ -11,6 +11,7 @@
 
 #include "budgets.h"
 #include "config.h"
+#include "dmem.h"
 #include "http.h"
 #include "jsonreq.h"
 #include "metrics.h"
@@ -35,7 +36,8 @@ struct bl_daemon {
 	struct bl_http_server *http;
 	struct bl_metrics *metrics;
 	struct bl_snapshot *snap;
-	struct bl_budgets *budgets;       /* rate budgets, leases, waiters */
+	struct bl_budgets *budgets;       /* rate budgets, memory, leases, waiters */
+	struct bl_dmem mem;               /* ballast's own memory: limits.daemon_memory */
 	uv_signal_t sig_term, sig_int, sig_hup;
 	uv_timer_t snapshot_timer;        /* periodic snapshot */
 	uv_timer_t drain_deadline;        /* forces shutdown if draining takes too long */

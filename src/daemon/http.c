@@ -6,7 +6,10 @@
 #include <string.h>
 #include <strings.h>
 
+#include "ballast/arena.h"
 #include "ballast/error.h"
+#include "ballast/slab.h"
+#include "dmem.h"
 #include "httpparse.h"
 #include "log.h"
 
@@ -18,6 +21,11 @@
 #define WRITE_QUEUE_HIGH (1u << 20)
 /* How long a refused connection may linger while its 503 is sent. */
 #define REFUSE_LINGER_MS 1000
+/* Each connection's arena: its first block is kept between requests, so a
+ * usual request line, headers and body cost no allocation at all. */
+#define CONN_ARENA_BLOCK 2048
+/* Connections added to the pool at a time. */
+#define CONNS_PER_SLAB 64
 
 enum conn_state {
 	CONN_IDLE,       /* between requests: no byte of the next one yet */
@@ -26,7 +34,9 @@ enum conn_state {
 	CONN_CLOSING,    /* handles are being closed */
 };
 
-/* A growable byte buffer with a hard cap. */
+/* A growable byte buffer with a hard cap, in the connection's arena: growing
+ * takes a new piece and leaves the old one until the arena is reset when the
+ * request is answered (at most as much again as the final size). */
 struct buf {
 	char *p;    /* bytes, NUL-terminated when len < cap */
 	size_t len; /* bytes used */
@@ -44,7 +54,8 @@ struct bl_http_conn {
 	struct bl_http_conn *next;
 	enum conn_state state;
 	int handles_open;              /* tcp and timer, until their close callbacks */
-	bool refused;                  /* over the cap: a 503 is on its way, then close */
+	bool refused;                  /* over a cap: a 503 is on its way, then close */
+	bool from_heap;                /* refused for memory: malloc'd outside the pool */
 	bool in_dispatch;              /* inside the handler call */
 	bool answered;                 /* the dispatched request has its answer */
 	bool peer_gone;                /* closed while a request was dispatched */
@@ -58,8 +69,9 @@ struct bl_http_conn {
 	size_t writes_pending;         /* uv_write requests not yet completed */
 	int early_status;              /* an error found while parsing (413, 431) */
 	const char *early_code;
+	struct bl_arena *arena;        /* the current request's buffers; reset on its answer */
 	struct buf url, auth, ctype, expect, body;
-	char *pending;                 /* input after a request answered later */
+	char *pending;                 /* input after a request answered later (dmem) */
 	size_t pending_len;
 	struct bl_http_req req;        /* the request being handled */
 };
@@ -77,16 +89,19 @@ struct bl_http_server {
 	void (*drain_done)(void *ctx);
 	void *drain_ctx;
 	struct bl_http_conn *conns;    /* every open connection, refused ones too */
+	struct bl_slab *conn_pool;     /* struct bl_http_conn objects, from the account */
 	struct bl_http_stats stats;
 	char address[80];              /* bound "host:port" */
 	char read_buf[READ_BUF_SIZE];
 	bool read_buf_busy;            /* handed to libuv and not yet returned */
 };
 
+/* An answer the socket did not take at once (from the account). */
 struct wreq {
 	uv_write_t w;
 	struct bl_http_conn *conn;
 	size_t len;
+	size_t alloc;  /* bytes taken from the account */
 	char data[];
 };
 
@@ -97,23 +112,23 @@ static void respond_early(struct bl_http_conn *c, int status, const char *code, 
 
 /* ---- small buffers ---------------------------------------------------- */
 
-static int buf_append(struct buf *b, const char *p, size_t n, size_t limit)
+static int buf_append(struct bl_arena *a, struct buf *b, const char *p, size_t n, size_t limit)
 {
+	if (b->len + n > limit)
+		return BL_ETOOBIG;
 	if (b->len + n + 1 > b->cap) {
 		size_t cap = b->cap ? b->cap : 256;
 		char *q;
 
-		if (b->len + n > limit)
-			return BL_ETOOBIG;
 		while (cap < b->len + n + 1)
 			cap *= 2;
-		q = realloc(b->p, cap);
+		q = bl_arena_alloc(a, cap, 1);
 		if (!q)
 			return BL_ENOMEM;
+		if (b->len)
+			memcpy(q, b->p, b->len);
 		b->p = q;
 		b->cap = cap;
-	} else if (b->len + n > limit) {
-		return BL_ETOOBIG;
 	}
 	memcpy(b->p + b->len, p, n);
 	b->len += n;
@@ -121,21 +136,27 @@ static int buf_append(struct buf *b, const char *p, size_t n, size_t limit)
 	return 0;
 }
 
-static void buf_reset(struct buf *b, size_t keep_cap)
+/* Makes room for exactly want more bytes (a body of known length), so that
+ * it arrives without copies. */
+static int buf_reserve(struct bl_arena *a, struct buf *b, size_t want)
 {
-	b->len = 0;
-	if (b->cap > keep_cap) {
-		free(b->p);
-		b->p = NULL;
-		b->cap = 0;
-	} else if (b->p) {
-		b->p[0] = '\0';
-	}
+	char *q;
+
+	if (b->len + want + 1 <= b->cap)
+		return 0;
+	q = bl_arena_alloc(a, b->len + want + 1, 1);
+	if (!q)
+		return BL_ENOMEM;
+	if (b->len)
+		memcpy(q, b->p, b->len);
+	q[b->len] = '\0';
+	b->p = q;
+	b->cap = b->len + want + 1;
+	return 0;
 }
 
-static void buf_free(struct buf *b)
+static void buf_forget(struct buf *b)
 {
-	free(b->p);
 	b->p = NULL;
 	b->len = b->cap = 0;
 }
@@ -213,8 +234,11 @@ static int on_url(struct bl_hp *p, const char *at, size_t len)
 
 	if (count_header(c, len))
 		return -1;
-	if (buf_append(&c->url, at, len, c->srv->limits.max_header))
-		return fail_early(c, 431, "header_too_large");
+	int err = buf_append(c->arena, &c->url, at, len, c->srv->limits.max_header);
+
+	if (err)
+		return err == BL_ETOOBIG ? fail_early(c, 431, "header_too_large")
+					 : fail_early(c, 503, "overloaded");
 	return 0;
 }
 
@@ -241,6 +265,7 @@ static int on_header_value(struct bl_hp *p, const char *at, size_t len)
 {
 	struct bl_http_conn *c = conn_of(p);
 	struct buf *dst = NULL;
+	int err;
 
 	if (count_header(c, len))
 		return -1;
@@ -261,8 +286,10 @@ static int on_header_value(struct bl_hp *p, const char *at, size_t len)
 	case HDR_EXPECT: dst = &c->expect; break;
 	case HDR_NONE: return 0;
 	}
-	if (buf_append(dst, at, len, c->srv->limits.max_header))
-		return fail_early(c, 431, "header_too_large");
+	err = buf_append(c->arena, dst, at, len, c->srv->limits.max_header);
+	if (err)
+		return err == BL_ETOOBIG ? fail_early(c, 431, "header_too_large")
+					 : fail_early(c, 503, "overloaded");
 	return 0;
 }
 
@@ -276,6 +303,9 @@ static int on_headers_complete(struct bl_hp *p)
 		return fail_early(c, 505, "http_version_not_supported");
 	if (bl_hp_has_content_length(p) && bl_hp_content_length(p) > c->srv->limits.max_body)
 		return fail_early(c, 413, "body_too_large");
+	if (bl_hp_has_content_length(p) && bl_hp_content_length(p) > 0 &&
+	    buf_reserve(c->arena, &c->body, (size_t)bl_hp_content_length(p)) != 0)
+		return fail_early(c, 503, "overloaded");
 	if (c->expect.len && strcasecmp(c->expect.p, "100-continue") == 0)
 		write_raw(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
 	return 0;
@@ -284,7 +314,7 @@ static int on_headers_complete(struct bl_hp *p)
 static int on_body(struct bl_hp *p, const char *at, size_t len)
 {
 	struct bl_http_conn *c = conn_of(p);
-	int err = buf_append(&c->body, at, len, c->srv->limits.max_body);
+	int err = buf_append(c->arena, &c->body, at, len, c->srv->limits.max_body);
 
 	if (err == BL_ETOOBIG)
 		return fail_early(c, 413, "body_too_large");
@@ -328,13 +358,12 @@ static void conn_maybe_free(struct bl_http_conn *c)
 		c->next->prev = c->prev;
 	if (!c->refused)
 		s->stats.connections_open--;
-	buf_free(&c->url);
-	buf_free(&c->auth);
-	buf_free(&c->ctype);
-	buf_free(&c->expect);
-	buf_free(&c->body);
-	free(c->pending);
-	free(c);
+	bl_arena_destroy(c->arena);
+	bl_dmem_free(s->limits.mem, c->pending, c->pending_len);
+	if (c->from_heap)
+		free(c);
+	else
+		bl_slab_free(s->conn_pool, c);
 	if (s->draining && !s->conns && s->listener_closed && s->drain_done) {
 		void (*done)(void *) = s->drain_done;
 		s->drain_done = NULL;
@@ -372,7 +401,7 @@ static void on_write_done(uv_write_t *w, int status)
 	struct wreq *wr = (struct wreq *)w;
 	struct bl_http_conn *c = wr->conn;
 
-	free(wr);
+	bl_dmem_free(c->srv->limits.mem, wr, wr->alloc);
 	c->writes_pending--;
 	if (c->state == CONN_CLOSING) {
 		conn_maybe_free(c);
@@ -413,11 +442,14 @@ static void send_bufs(struct bl_http_conn *c, const uv_buf_t *bufs, unsigned nbu
 	done = n > 0 ? (size_t)n : 0;
 	if (done == total)
 		return;
-	wr = malloc(sizeof *wr + total - done);
+	wr = bl_dmem_alloc(c->srv->limits.mem, sizeof *wr + total - done);
 	if (!wr) {
+		/* Past the daemon's memory cap: this client is not reading its
+		 * answers, so it loses its connection rather than ballast its memory. */
 		conn_close(c);
 		return;
 	}
+	wr->alloc = sizeof *wr + total - done;
 	wr->conn = c;
 	for (unsigned i = 0; i < nbufs; i++) {
 		size_t len = bufs[i].len, skip = done > len ? len : done;
@@ -429,7 +461,7 @@ static void send_bufs(struct bl_http_conn *c, const uv_buf_t *bufs, unsigned nbu
 	wr->len = o;
 	b = uv_buf_init(wr->data, (unsigned)o);
 	if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, &b, 1, on_write_done) < 0) {
-		free(wr);
+		bl_dmem_free(c->srv->limits.mem, wr, wr->alloc);
 		conn_close(c);
 		return;
 	}
@@ -512,11 +544,12 @@ static void restart_timer(struct bl_http_conn *c)
 
 static void reset_request(struct bl_http_conn *c)
 {
-	buf_reset(&c->url, 4096);
-	buf_reset(&c->auth, 4096);
-	buf_reset(&c->ctype, 4096);
-	buf_reset(&c->expect, 4096);
-	buf_reset(&c->body, 65536);
+	buf_forget(&c->url);
+	buf_forget(&c->auth);
+	buf_forget(&c->ctype);
+	buf_forget(&c->expect);
+	buf_forget(&c->body);
+	bl_arena_reset(c->arena);
 	memset(&c->req, 0, sizeof c->req);
 }
 
@@ -526,13 +559,17 @@ static void conn_stop_reading(struct bl_http_conn *c);
  * maximal request's worth; past that, reading stops until the answer. */
 static bool stash_pending(struct bl_http_conn *c, const char *data, size_t len)
 {
+	struct bl_dmem *m = c->srv->limits.mem;
 	size_t cap = c->srv->limits.max_header + c->srv->limits.max_body;
-	char *p = realloc(c->pending, c->pending_len + len);
+	char *p = bl_dmem_alloc(m, c->pending_len + len);
 
 	if (!p)
 		return false;
+	if (c->pending_len)
+		memcpy(p, c->pending, c->pending_len);
+	memcpy(p + c->pending_len, data, len);
+	bl_dmem_free(m, c->pending, c->pending_len);
 	c->pending = p;
-	memcpy(c->pending + c->pending_len, data, len);
 	c->pending_len += len;
 	if (c->pending_len >= cap)
 		conn_stop_reading(c);
@@ -599,11 +636,11 @@ static void dispatch(struct bl_http_conn *c)
 	uv_timer_stop(&c->timer);
 	c->state = CONN_DISPATCHED;
 	c->answered = false;
-	if (!c->url.p && buf_append(&c->url, "/", 1, SIZE_MAX)) {
+	if (!c->url.p && buf_append(c->arena, &c->url, "/", 1, SIZE_MAX)) {
 		respond_early(c, 503, "overloaded", "out of memory");
 		return;
 	}
-	if (!c->body.p && buf_append(&c->body, "", 0, SIZE_MAX)) {
+	if (!c->body.p && buf_append(c->arena, &c->body, "", 0, SIZE_MAX)) {
 		respond_early(c, 503, "overloaded", "out of memory");
 		return;
 	}
@@ -686,7 +723,7 @@ static void conn_resume(struct bl_http_conn *c)
 	bl_hp_resume(&c->hp);
 	if (data) {
 		conn_feed(c, data, len);
-		free(data);
+		bl_dmem_free(c->srv->limits.mem, data, len);
 	}
 	if (c->state == CONN_IDLE || c->state == CONN_READING)
 		conn_start_reading(c);
@@ -726,7 +763,7 @@ void bl_http_respond(struct bl_http_req *req, int status, const char *content_ty
 	if (!keep_alive || c->close_after_write) {
 		c->close_after_write = true;
 		conn_stop_reading(c);
-		free(c->pending);
+		bl_dmem_free(s->limits.mem, c->pending, c->pending_len);
 		c->pending = NULL;
 		c->pending_len = 0;
 		c->state = CONN_IDLE;
@@ -822,19 +859,62 @@ static void respond_early(struct bl_http_conn *c, int status, const char *code, 
 
 /* ---- accepting -------------------------------------------------------- */
 
+/* Turns a just-accepted connection away with a 503, then discards what it
+ * sends until it hangs up or a second passes: closing at once could reset the
+ * answer away. */
+static void refuse(struct bl_http_conn *c, const char *code, const char *message)
+{
+	char body[256], resp[512];
+	int blen = snprintf(body, sizeof body, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}\n",
+			    code, message);
+	int n = snprintf(resp, sizeof resp,
+			 "HTTP/1.1 503 Service Unavailable\r\nContent-Type: "
+			 "application/json\r\nContent-Length: %d\r\nRetry-After: "
+			 "1\r\nConnection: close\r\n\r\n%s",
+			 blen, body);
+
+	c->refused = true;
+	c->srv->stats.connections_refused++;
+	write_raw(c, resp, (size_t)n);
+	if (c->state == CONN_CLOSING)
+		return;
+	restart_timer(c);
+	conn_start_reading(c);
+}
+
 static void on_connection(uv_stream_t *listener, int status)
 {
 	struct bl_http_server *s = listener->data;
-	struct bl_http_conn *c;
+	struct bl_dmem *m = s->limits.mem;
+	struct bl_http_conn *c = NULL;
+	bool over_memory;
 
 	if (status < 0) {
 		bl_log(BL_LOG_WARN, "accept failed", "error=%s", uv_strerror(status));
 		return;
 	}
-	c = calloc(1, sizeof *c);
+	/* Past the soft level of the daemon's memory, a new connection is new
+	 * work: it gets a 503 from a small object outside the pool (it lives
+	 * for at most a second and holds no buffer), never a share of the last
+	 * eighth kept for the work already admitted. */
+	over_memory = bl_dmem_refuse_new_work(m);
+	if (!over_memory) {
+		c = bl_slab_alloc(s->conn_pool);
+		if (c && bl_arena_create(&(struct bl_arena_config){.block_bytes = CONN_ARENA_BLOCK,
+								   .hook = &m->hook},
+					 &c->arena) != 0) {
+			bl_slab_free(s->conn_pool, c);
+			c = NULL;
+		}
+		over_memory = !c;
+	}
 	if (!c) {
-		bl_log(BL_LOG_ERROR, "out of memory accepting a connection", NULL);
-		return;
+		c = calloc(1, sizeof *c);
+		if (!c) {
+			bl_log(BL_LOG_ERROR, "out of memory accepting a connection", NULL);
+			return;
+		}
+		c->from_heap = true;
 	}
 	c->srv = s;
 	uv_tcp_init(s->loop, &c->tcp);
@@ -852,25 +932,15 @@ static void on_connection(uv_stream_t *listener, int status)
 		return;
 	}
 	uv_tcp_nodelay(&c->tcp, 1);
+	if (over_memory) {
+		s->stats.connections_refused_memory++;
+		refuse(c, "overloaded",
+		       "ballast is at its own memory cap (limits.daemon_memory); retry later");
+		return;
+	}
 	if (s->stats.connections_open >= s->limits.max_connections) {
-		static const char body[] = "{\"error\":{\"code\":\"too_many_connections\","
-					   "\"message\":\"the server is at its connection limit "
-					   "(limits.max_connections); retry later\"}}\n";
-		char resp[512];
-		int n = snprintf(resp, sizeof resp,
-				 "HTTP/1.1 503 Service Unavailable\r\nContent-Type: "
-				 "application/json\r\nContent-Length: %zu\r\nRetry-After: "
-				 "1\r\nConnection: close\r\n\r\n%s",
-				 sizeof body - 1, body);
-		/* Answer, then discard what it sends until it hangs up or a second
-		 * passes: closing at once could reset the answer away. */
-		c->refused = true;
-		s->stats.connections_refused++;
-		write_raw(c, resp, (size_t)n);
-		if (c->state == CONN_CLOSING)
-			return;
-		restart_timer(c);
-		conn_start_reading(c);
+		refuse(c, "too_many_connections",
+		       "the server is at its connection limit (limits.max_connections); retry later");
 		return;
 	}
 	s->stats.connections_open++;
@@ -889,6 +959,13 @@ int bl_http_server_create(uv_loop_t *loop, const struct bl_http_limits *limits,
 
 	if (!s)
 		return BL_ENOMEM;
+	if (bl_slab_create(&(struct bl_slab_config){.object_size = sizeof(struct bl_http_conn),
+						    .objects_per_slab = CONNS_PER_SLAB,
+						    .zero = true, .hook = &limits->mem->hook},
+			   &s->conn_pool) != 0) {
+		free(s);
+		return BL_ENOMEM;
+	}
 	s->loop = loop;
 	s->limits = *limits;
 	s->handler = handler;
@@ -1008,7 +1085,15 @@ void bl_http_server_stats(const struct bl_http_server *s, struct bl_http_stats *
 	*out = s->stats;
 }
 
+void bl_http_server_pool_stats(const struct bl_http_server *s, struct bl_slab_stats *out)
+{
+	bl_slab_stats(s->conn_pool, out);
+}
+
 void bl_http_server_destroy(struct bl_http_server *s)
 {
+	if (!s)
+		return;
+	bl_slab_destroy(s->conn_pool);
 	free(s);
 }

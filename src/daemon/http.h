@@ -18,12 +18,14 @@
 
 struct bl_http_server;
 struct bl_http_conn;
+struct bl_dmem;
 
 struct bl_http_limits {
 	uint32_t max_connections;   /* open connections; more are answered 503 and closed */
 	uint64_t max_body;          /* request body bytes; more is 413 */
 	uint64_t max_header;        /* request line + header bytes; more is 431 */
 	uint64_t request_timeout_ms; /* idle keep-alive and slow-request timeout */
+	struct bl_dmem *mem;        /* the account connections and buffers draw from (dmem.h) */
 };
 
 struct bl_http_req;
@@ -57,7 +59,8 @@ typedef void (*bl_http_done_fn)(void *ctx, const struct bl_http_req *req, int st
 struct bl_http_stats {
 	uint64_t connections_open;     /* now */
 	uint64_t connections_accepted; /* since start */
-	uint64_t connections_refused;  /* turned away at the cap */
+	uint64_t connections_refused;  /* turned away at a cap (connections or memory) */
+	uint64_t connections_refused_memory; /* ... of which at the daemon's memory cap */
 	uint64_t timeouts;             /* idle or slow connections closed */
 	uint64_t parse_errors;         /* malformed requests */
 };
@@ -91,6 +94,10 @@ void bl_http_server_close_all(struct bl_http_server *s);
 bool bl_http_server_draining(const struct bl_http_server *s);
 
 void bl_http_server_stats(const struct bl_http_server *s, struct bl_http_stats *out);
+
+/* The connection pool's statistics (struct bl_slab_stats, ballast/slab.h). */
+struct bl_slab_stats;
+void bl_http_server_pool_stats(const struct bl_http_server *s, struct bl_slab_stats *out);
 
 /* Frees s. The loop must have closed all its handles first (run it after
  * bl_http_server_close_all or a finished drain). NULL is a no-op. */
