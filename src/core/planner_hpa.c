@@ -337,8 +337,10 @@ int bl_planner_resource(int32_t current, const struct bl_planner_resource_metric
 	unsigned char *cls;
 	void *mem;
 	i128 usage_sum = 0, request_sum = 0;
-	double target, ratio, new_ratio;
-	int32_t util, new_util;
+	/* Set by utilization_ratio before any use; initialized for gcc -O3,
+	 * whose -Wmaybe-uninitialized cannot see through the error returns. */
+	double target, ratio = 0, new_ratio = 0;
+	int32_t util = 0, new_util = 0;
 	uint32_t ready = 0, unready = 0, missing = 0, ignored = 0, unmatched = 0, filled;
 	bool fill_unready;
 	int32_t fill_pct = -1;
@@ -451,7 +453,7 @@ int bl_planner_resource(int32_t current, const struct bl_planner_resource_metric
 	/* calculateRequests: every pod needs a request, as in Kubernetes. */
 	for (size_t i = 0; i < np; i++) {
 		if (!m->pods[i].has_request) {
-			struct key k;
+			struct key k = { "", 0, 0 }; /* name_of checked these names above */
 
 			name_of(m->pods[i].name, m->pods[i].name_len, "pods", i, &k, NULL, 0);
 			rc = bl_errorf(err, errcap, BL_EINVAL,
