@@ -53,6 +53,7 @@ class Lease:
         self._client = client
         self.id = grant["lease"]
         self.budget = grant.get("budget")
+        self.bytes = grant.get("bytes")  # memory reservations
         self.expires_at_ms = grant.get("expires_at_ms")
         self.waited_ms = grant.get("waited_ms", 0)
         self.outcome = "ok"
@@ -159,6 +160,22 @@ class Ballast:
     def lease(self, budget, **kwargs):
         """acquire() for a `with` block: the lease is released when it ends."""
         return self.acquire(budget, **kwargs)
+
+    def reserve_memory(self, size=None, bytes=None, priority=None, tenant=None, wait_ms=None,
+                       ttl_ms=None):
+        """Reserves memory (size "2GiB", or bytes); the Lease releases it. Raises
+        RateLimited (429 insufficient_memory or queue_full) or BallastError."""
+        if (size is None) == (bytes is None):
+            raise ValueError("give exactly one of size or bytes")
+        body = {"size": size} if size is not None else {"bytes": int(bytes)}
+        for key, value in (("priority", priority), ("tenant", tenant), ("wait_ms", wait_ms),
+                           ("ttl_ms", ttl_ms)):
+            if value is not None:
+                body[key] = value
+        return Lease(self, self._post("/v1/memory/reserve", body))
+
+    def memory(self):
+        return self._request("GET", "/v1/memory")
 
     def budgets(self):
         return self._request("GET", "/v1/budgets")["budgets"]

@@ -155,6 +155,36 @@ static void print_section(json_t *doc, const char *name)
 	}
 }
 
+/* The memory budget: capacity, reserved against the watermarks, waiters. */
+static void print_memory(json_t *m)
+{
+	const double gib = 1073741824.0;
+	json_t *w = json_object_get(m, "waiters");
+	long long waiting = 0;
+	const char *k;
+	json_t *v;
+
+	if (!json_is_true(json_object_get(m, "configured"))) {
+		printf("memory      none\n");
+		return;
+	}
+	json_object_foreach(w, k, v)
+		waiting += json_integer_value(v);
+	printf("memory      %.2f of %.2f GiB usable reserved (%.0f %%, %s)  watermarks %.2f/%.2f GiB  "
+	       "capacity %.2f GiB (%s)  waiting %lld%s\n",
+	       (double)json_integer_value(json_object_get(m, "reserved_bytes")) / gib,
+	       (double)json_integer_value(json_object_get(m, "usable_bytes")) / gib,
+	       json_number_value(json_object_get(m, "utilization")) * 100.0,
+	       json_string_value(json_object_get(m, "pressure")),
+	       (double)json_integer_value(json_object_get(json_object_get(m, "watermarks"),
+							  "low_bytes")) / gib,
+	       (double)json_integer_value(json_object_get(json_object_get(m, "watermarks"),
+							  "high_bytes")) / gib,
+	       (double)json_integer_value(json_object_get(m, "capacity_bytes")) / gib,
+	       json_string_value(json_object_get(m, "capacity_source")), waiting,
+	       json_is_true(json_object_get(m, "retired")) ? "  (removed from the config)" : "");
+}
+
 /* One line per budget and one per limited dimension. */
 static void print_budgets(json_t *budgets)
 {
@@ -394,7 +424,7 @@ static int cmd_status(int argc, char **argv)
 	       json_number_value(json_object_get(json_object_get(doc, "process"), "cpu_seconds")));
 	print_budgets(json_object_get(doc, "budgets"));
 	print_section(doc, "pools");
-	print_section(doc, "memory");
+	print_memory(json_object_get(doc, "memory"));
 	print_section(doc, "autoscaler");
 	json_decref(doc);
 	return 0;

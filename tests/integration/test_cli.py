@@ -68,6 +68,18 @@ class Cli(unittest.TestCase):
         finally:
             self.assertEqual(d.stop(), 0)
 
+    def test_status_shows_memory(self):
+        d = Daemon("state_dir: {state_dir}\nmemory: {capacity: 10GiB}\n").start()
+        try:
+            s, _, b = d.request("POST", "/v1/memory/reserve", body={"size": "2GiB"})
+            self.assertEqual(s, 200, b)
+            code, out, err = run_cli("status", "--url", "http://%s" % d.addr)
+            self.assertEqual(code, 0, err)
+            self.assertIn("memory      2.00 of 8.00 GiB usable reserved (25 %, ok)", out)
+            self.assertIn("capacity 10.00 GiB (config)", out)
+        finally:
+            self.assertEqual(d.stop(), 0)
+
     def test_status_unreachable(self):
         code, _, err = run_cli("status", "--url", "http://127.0.0.1:1")
         self.assertEqual(code, 1)

@@ -17,6 +17,8 @@ budgets:
       requests: {limit: 6000, per: 1m}
       input_tokens: {limit: 100000, per: 1m}
       concurrent: 1
+memory:
+  capacity: 1000MiB
 """
 
 
@@ -43,6 +45,24 @@ class Client(unittest.TestCase):
         st = self.budget()
         self.assertEqual(st["in_flight"], 0)
         self.assertEqual(st["counts"]["releases"]["ok"], 1)
+        b.close()
+
+    def test_memory_reservation_block(self):
+        b = Ballast(self.url, token="tok-123")
+        with b.reserve_memory(size="100MiB", tenant="etl") as r:
+            self.assertEqual(r.bytes, 100 << 20)
+            self.assertEqual(b.memory()["by_tenant"]["etl"]["bytes"], 100 << 20)
+        self.assertEqual(r.released["memory_bytes"], 100 << 20)
+        self.assertEqual(b.memory()["reserved_bytes"], 0)
+        with b.reserve_memory(bytes=600 << 20):
+            with self.assertRaises(RateLimited) as ctx:
+                b.reserve_memory(size="100MiB", priority="low")
+        self.assertEqual(ctx.exception.code, "insufficient_memory")
+        with self.assertRaises(BallastError) as ctx:
+            b.reserve_memory(size="700MiB", priority="low")
+        self.assertEqual(ctx.exception.code, "too_large")
+        with self.assertRaises(ValueError):
+            b.reserve_memory()
         b.close()
 
     def test_exception_in_block_releases_as_error(self):
