@@ -209,21 +209,33 @@ static void test_cap_objects(void **state)
 	bl_slab_destroy(s);
 }
 
-static void test_cap_bytes(void **state)
+/* Bytes one slab of `per` objects of 64 bytes takes from the hook. */
+static size_t slab_bytes(size_t per)
 {
-	struct bl_slab *probe = make(64, 0, 8, 0, 0, false);
+	struct bl_slab *probe = make(64, 0, per, 0, 0, false);
 	struct bl_slab_stats st;
-	size_t one_slab, stride;
 
-	(void)state;
 	assert_non_null(bl_slab_alloc(probe));
 	bl_slab_stats(probe, &st);
-	one_slab = st.bytes_reserved;
-	stride = st.object_stride;
 	bl_slab_destroy(probe);
+	return st.bytes_reserved;
+}
+
+static void test_cap_bytes(void **state)
+{
+	struct bl_slab_stats st;
+	size_t one_slab, per_obj, fixed;
+
+	(void)state;
+	/* A slab is a fixed part (header, padding) plus, per object, the
+	 * object and its free-stack slot. */
+	one_slab = slab_bytes(8);
+	per_obj = (one_slab - slab_bytes(4)) / 4;
+	fixed = one_slab - 8 * per_obj;
+	assert_true(per_obj >= 64 + sizeof(void *));
 
 	/* Room for two full slabs and a third of 3 objects. */
-	size_t cap = 2 * one_slab + (one_slab - 8 * stride) + 3 * stride + stride / 2;
+	size_t cap = 2 * one_slab + fixed + 3 * per_obj + per_obj / 2;
 	struct bl_slab *s = make(64, 0, 8, 0, cap, false);
 	int n = 0;
 
@@ -234,7 +246,7 @@ static void test_cap_bytes(void **state)
 	bl_slab_stats(s, &st);
 	assert_int_equal(st.slabs, 3);
 	assert_true(st.bytes_reserved <= cap);
-	assert_true(cap - st.bytes_reserved < stride);
+	assert_true(cap - st.bytes_reserved < per_obj);
 	assert_int_equal(st.failed_allocs, 1);
 	bl_slab_destroy(s);
 
@@ -321,6 +333,120 @@ static void test_bad_frees_refused(void **state)
 	assert_int_equal(bl_slab_free(other, o), 0);
 	bl_slab_destroy(s);
 	bl_slab_destroy(other);
+}
+
+/* The free stack spans the slabs' slots, one segment per slab: freeing and
+ * allocating across segment boundaries, and back and forth right on one,
+ * keeps LIFO order and exact counts. */
+static void test_stack_segments(void **state)
+{
+	struct bl_slab *s = make(40, 0, 3, 0, 0, false);
+	struct bl_slab_stats st;
+	void *p[10];
+
+	(void)state;
+	for (int i = 0; i < 10; i++) {
+		p[i] = bl_slab_alloc(s);
+		assert_non_null(p[i]);
+		memset(p[i], i, 40);
+	}
+	bl_slab_stats(s, &st);
+	assert_int_equal(st.slabs, 4); /* 3 + 3 + 3 + 3, two never used */
+	assert_int_equal(st.objects_free, 2);
+	for (int i = 0; i < 10; i++)
+		assert_int_equal(bl_slab_free(s, p[i]), 0);
+	bl_slab_stats(s, &st);
+	assert_int_equal(st.objects_in_use, 0);
+	assert_int_equal(st.objects_free, 12);
+	assert_int_equal(st.high_water, 10);
+	/* Last freed, first out, across all four segments. */
+	for (int i = 9; i >= 0; i--)
+		assert_ptr_equal(bl_slab_alloc(s), p[i]);
+	/* The two never used objects come only now, in address order. */
+	void *f1 = bl_slab_alloc(s), *f2 = bl_slab_alloc(s);
+	assert_non_null(f1);
+	assert_true((char *)f2 > (char *)f1);
+	bl_slab_stats(s, &st);
+	assert_int_equal(st.high_water, 12);
+	assert_int_equal(st.slabs, 4);
+	/* Back and forth on a segment boundary: 3 then 4 objects free. */
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(bl_slab_free(s, p[i]), 0);
+	for (int round = 0; round < 20; round++) {
+		assert_int_equal(bl_slab_free(s, p[3]), 0);
+		bl_slab_stats(s, &st);
+		assert_int_equal(st.objects_free, 4);
+		assert_ptr_equal(bl_slab_alloc(s), p[3]);
+		bl_slab_stats(s, &st);
+		assert_int_equal(st.objects_free, 3);
+		assert_int_equal(st.objects_in_use, 9);
+	}
+	for (int i = 3; i < 10; i++)
+		assert_int_equal(bl_slab_free(s, p[i]), 0);
+	assert_int_equal(bl_slab_free(s, f1), 0);
+	assert_int_equal(bl_slab_free(s, f2), 0);
+	bl_slab_stats(s, &st);
+	assert_int_equal(st.objects_in_use, 0);
+	assert_int_equal(st.high_water, 12);
+	bl_slab_destroy(s);
+}
+
+/* last_error is the outcome of the last alloc, also when frees in between
+ * take the inline path and the next alloc could have too. */
+static void test_error_then_inline(void **state)
+{
+	struct bl_slab *s = make(32, 0, 2, 2, 0, false);
+	void *a = bl_slab_alloc(s), *b = bl_slab_alloc(s);
+
+	(void)state;
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_null(bl_slab_alloc(s));
+	assert_int_equal(bl_slab_last_error(s), BL_EFULL);
+	assert_int_equal(bl_slab_free(s, a), 0);
+	assert_int_equal(bl_slab_last_error(s), BL_EFULL); /* free leaves it */
+	assert_ptr_equal(bl_slab_alloc(s), a);
+	assert_int_equal(bl_slab_last_error(s), 0);
+	assert_int_equal(bl_slab_free(s, a), 0);
+	assert_ptr_equal(bl_slab_alloc(s), a);
+	assert_int_equal(bl_slab_last_error(s), 0);
+	assert_int_equal(bl_slab_free(s, a), 0);
+	assert_int_equal(bl_slab_free(s, b), 0);
+	bl_slab_destroy(s);
+}
+
+/* The inline functions also exist as ordinary functions (slab.c emits them):
+ * called through pointers they behave the same, checks included. */
+static void test_external_definitions(void **state)
+{
+	void *(*alloc_fn)(struct bl_slab *) = bl_slab_alloc;
+	int (*free_fn)(struct bl_slab *, void *) = bl_slab_free;
+	struct bl_slab *s = make(24, 0, 4, 0, 0, true);
+	struct bl_slab_stats st;
+	char *p, *q;
+
+	(void)state;
+	p = alloc_fn(s);
+	q = bl_slab_alloc(s);
+	assert_non_null(p);
+	assert_non_null(q);
+	memset(p, 0x77, 24);
+	assert_int_equal(free_fn(s, p), 0);
+	assert_int_equal(free_fn(s, p), BL_EINVAL);
+	assert_int_equal(bl_slab_free(s, p), BL_EINVAL);
+	assert_int_equal(free_fn(s, q + 8), BL_EINVAL);
+	assert_ptr_equal(alloc_fn(s), p);
+	for (int i = 0; i < 24; i++)
+		assert_int_equal(p[i], 0); /* zeroed again */
+	/* Never handed out: tagged free, refused in any build. */
+	bl_slab_stats(s, &st);
+	assert_ptr_equal(q, p + st.object_stride);
+	assert_int_equal(free_fn(s, q + st.object_stride), BL_EINVAL);
+	assert_int_equal(bl_slab_free(s, q + st.object_stride), BL_EINVAL);
+	assert_int_equal(st.objects_in_use, 2);
+	assert_int_equal(free_fn(s, p), 0);
+	assert_int_equal(bl_slab_free(s, q), 0);
+	bl_slab_destroy(s);
 }
 
 /* Random alloc/free against a shadow of live objects: every object aligned,
@@ -466,6 +592,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cap_bytes, reset_hook, check_no_leak),
 		cmocka_unit_test_setup_teardown(test_zeroing, reset_hook, check_no_leak),
 		cmocka_unit_test_setup_teardown(test_bad_frees_refused, reset_hook, check_no_leak),
+		cmocka_unit_test_setup_teardown(test_stack_segments, reset_hook, check_no_leak),
+		cmocka_unit_test_setup_teardown(test_error_then_inline, reset_hook, check_no_leak),
+		cmocka_unit_test_setup_teardown(test_external_definitions, reset_hook, check_no_leak),
 		cmocka_unit_test_setup_teardown(test_random_model, reset_hook, check_no_leak),
 		cmocka_unit_test_setup_teardown(test_fail_every_growth, reset_hook, check_no_leak),
 	};
