@@ -9,6 +9,7 @@
 #include "ballast/units.h"
 #include "config.h"
 #include "daemon.h"
+#include "plan.h"
 
 #define EXIT_USAGE 2
 
@@ -26,6 +27,8 @@ static const char usage_text[] =
 	"          [--tokens-used N] [--input-tokens-used N] [--output-tokens-used N]\n"
 	"                                         give a lease back, reconciling what it used\n"
 	"  budgets [--json]                       rate budgets of a running daemon\n"
+	"  plan FILE|- [--json]                   what-if autoscaling plan, computed locally (no\n"
+	"                                         daemon): the answer of POST /v1/autoscale/plan\n"
 	"  version                                print the version\n"
 	"  help                                   print this help\n"
 	"\n"
@@ -618,6 +621,107 @@ static int cmd_budgets(int argc, char **argv)
 	return 0;
 }
 
+/* Reads all of f, up to max bytes, into a malloc'd NUL-terminated buffer.
+ * Returns it with *len, or NULL (errno set; EFBIG when it is too large). */
+static char *read_all(FILE *f, size_t max, size_t *len)
+{
+	size_t cap = 8192, n = 0;
+	char *buf = malloc(cap + 1), *q;
+
+	while (buf) {
+		size_t got = fread(buf + n, 1, cap - n, f);
+
+		n += got;
+		if (n < cap) {
+			if (ferror(f)) {
+				free(buf);
+				return NULL;
+			}
+			buf[n] = '\0';
+			*len = n;
+			return buf;
+		}
+		if (cap >= max) {
+			free(buf);
+			errno = EFBIG;
+			return NULL;
+		}
+		cap = cap * 2 > max ? max : cap * 2;
+		q = realloc(buf, cap + 1);
+		if (!q)
+			free(buf);
+		buf = q;
+	}
+	errno = ENOMEM;
+	return NULL;
+}
+
+/* A what-if plan from a file or stdin, computed here by the same code as
+ * POST /v1/autoscale/plan: no daemon needed. */
+static int cmd_plan(int argc, char **argv)
+{
+	const char *path = NULL, *name;
+	bool as_json = false;
+	json_t *answer = NULL, *msg;
+	char *body, *text;
+	size_t len = 0;
+	int status = 0;
+	FILE *f;
+
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0)
+			as_json = true;
+		else if ((strcmp(argv[i], "-") == 0 || argv[i][0] != '-') && !path)
+			path = argv[i];
+		else
+			return usage_error("plan: unexpected argument ", argv[i]);
+	}
+	if (!path)
+		return usage_error("plan: ", "missing FILE (a JSON plan request, or - for standard input)");
+	name = strcmp(path, "-") == 0 ? "<stdin>" : path;
+	f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+	if (!f) {
+		fprintf(stderr, "ballast plan: cannot open %s: %s\n", path, strerror(errno));
+		return 1;
+	}
+	body = read_all(f, (size_t)64 << 20, &len);
+	if (f != stdin)
+		fclose(f);
+	if (!body) {
+		fprintf(stderr, "ballast plan: cannot read %s: %s\n", name,
+			errno == EFBIG ? "larger than 64 MiB" : strerror(errno));
+		return 1;
+	}
+	bl_plan_from_text(body, len, NULL, &answer, &status);
+	free(body);
+	if (!answer) {
+		fprintf(stderr, "ballast plan: out of memory\n");
+		return 1;
+	}
+	if (status != 200) {
+		msg = json_object_get(json_object_get(answer, "error"), "message");
+		fprintf(stderr, "ballast plan: %s: %s\n", name,
+			json_is_string(msg) ? json_string_value(msg) : "the plan failed");
+		json_decref(answer);
+		return 1;
+	}
+	text = json_dumps(answer, JSON_INDENT(2) | JSON_REAL_PRECISION(9));
+	if (!text) {
+		json_decref(answer);
+		fprintf(stderr, "ballast plan: out of memory\n");
+		return 1;
+	}
+	printf("%s\n", text);
+	if (!as_json)
+		printf("desired %lld replicas (current %lld): %s\n",
+		       (long long)json_integer_value(json_object_get(answer, "desired_replicas")),
+		       (long long)json_integer_value(json_object_get(answer, "current_replicas")),
+		       json_string_value(json_object_get(answer, "reason")));
+	free(text);
+	json_decref(answer);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *cmd = argc > 1 ? argv[1] : NULL;
@@ -644,5 +748,7 @@ int main(int argc, char **argv)
 		return cmd_release(argc - 2, argv + 2);
 	if (strcmp(cmd, "budgets") == 0)
 		return cmd_budgets(argc - 2, argv + 2);
+	if (strcmp(cmd, "plan") == 0)
+		return cmd_plan(argc - 2, argv + 2);
 	return usage_error("unknown command ", cmd);
 }

@@ -10,6 +10,7 @@
 #include "daemon.h"
 #include "jsonreq.h"
 #include "log.h"
+#include "plan.h"
 
 /* param is the path segment matched by "{}" in the route, or NULL. */
 typedef void (*handler_fn)(struct bl_daemon *d, struct bl_http_req *req, const char *param);
@@ -72,6 +73,18 @@ static void h_memory(struct bl_daemon *d, struct bl_http_req *req, const char *p
 	bl_budgets_memory_get(d->budgets, req);
 }
 
+/* A what-if plan: pure, so it needs no token; scratch memory comes from
+ * the daemon's account (limits.daemon_memory). */
+static void h_plan(struct bl_daemon *d, struct bl_http_req *req, const char *param)
+{
+	json_t *answer;
+	int status;
+
+	(void)param;
+	bl_plan_from_text(req->body, req->body_len, &d->mem.hook, &answer, &status);
+	bl_http_respond_json(req, status, answer, NULL); /* NULL answer: 503 out of memory */
+}
+
 static const struct route routes[] = {
 	{"POST", "/v1/acquire", h_acquire, true},
 	{"POST", "/v1/release", h_release, true},
@@ -80,6 +93,7 @@ static const struct route routes[] = {
 	{"GET", "/v1/budgets/{}", h_budget, false},
 	{"POST", "/v1/memory/reserve", h_memory_reserve, true},
 	{"GET", "/v1/memory", h_memory, false},
+	{"POST", "/v1/autoscale/plan", h_plan, false},
 	{"GET", "/healthz", h_healthz, false},
 	{"GET", "/readyz", h_readyz, false},
 	{"GET", "/metrics", h_metrics, false},
