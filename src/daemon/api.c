@@ -61,6 +61,22 @@ static void h_budget(struct bl_daemon *d, struct bl_http_req *req, const char *p
 	bl_budgets_get(d->budgets, req, param);
 }
 
+static void h_pools(struct bl_daemon *d, struct bl_http_req *req, const char *param)
+{
+	(void)param;
+	bl_pools_list(d->pools, req);
+}
+
+static void h_pool(struct bl_daemon *d, struct bl_http_req *req, const char *param)
+{
+	bl_pools_get(d->pools, req, param);
+}
+
+static void h_pool_backend(struct bl_daemon *d, struct bl_http_req *req, const char *param)
+{
+	bl_pools_set_backend(d->pools, req, param, param + strlen(param) + 1);
+}
+
 static void h_memory_reserve(struct bl_daemon *d, struct bl_http_req *req, const char *param)
 {
 	(void)param;
@@ -92,6 +108,9 @@ static const struct route routes[] = {
 	{"GET", "/v1/budgets", h_budgets, false},
 	{"GET", "/v1/budgets/{}", h_budget, false},
 	{"POST", "/v1/memory/reserve", h_memory_reserve, true},
+	{"GET", "/v1/pools", h_pools, false},
+	{"GET", "/v1/pools/{}", h_pool, false},
+	{"POST", "/v1/pools/{}/backends/{}", h_pool_backend, true},
 	{"GET", "/v1/memory", h_memory, false},
 	{"POST", "/v1/autoscale/plan", h_plan, false},
 	{"GET", "/healthz", h_healthz, false},
@@ -168,25 +187,32 @@ static json_t *str_or_null(const char *s)
 
 /* ---- dispatch --------------------------------------------------------- */
 
-/* Matches path against pattern; a "{}" segment captures into param. */
+/* Matches path against pattern segment by segment; each "{}" segment
+ * captures a non-empty segment into param, one after another, each
+ * NUL-terminated (the handler finds the second after the first's NUL). */
 static bool path_match(const char *pattern, const char *path, char *param, size_t cap)
 {
-	const char *open = strstr(pattern, "{}");
-	size_t pre, post, seg;
+	size_t used = 0;
 
-	if (!open)
-		return strcmp(pattern, path) == 0;
-	pre = (size_t)(open - pattern);
-	post = strlen(open + 2);
-	if (strncmp(pattern, path, pre) != 0 || strlen(path) < pre + post)
-		return false;
-	seg = strlen(path) - pre - post;
-	if (strcmp(path + pre + seg, open + 2) != 0 || seg == 0 || seg >= cap ||
-	    memchr(path + pre, '/', seg))
-		return false;
-	memcpy(param, path + pre, seg);
-	param[seg] = '\0';
-	return true;
+	for (;;) {
+		const char *pe = strchr(pattern, '/'), *qe = strchr(path, '/');
+		size_t plen = pe ? (size_t)(pe - pattern) : strlen(pattern);
+		size_t qlen = qe ? (size_t)(qe - path) : strlen(path);
+
+		if (plen == 2 && pattern[0] == '{' && pattern[1] == '}') {
+			if (qlen == 0 || used + qlen + 1 > cap)
+				return false;
+			memcpy(param + used, path, qlen);
+			param[used + qlen] = '\0';
+			used += qlen + 1;
+		} else if (plen != qlen || memcmp(pattern, path, plen) != 0) {
+			return false;
+		}
+		if (!pe || !qe)
+			return !pe && !qe;
+		pattern = pe + 1;
+		path = qe + 1;
+	}
 }
 
 void bl_api_handle(void *ctx, struct bl_http_req *req)
@@ -366,6 +392,7 @@ static void h_metrics(struct bl_daemon *d, struct bl_http_req *req, const char *
 		       (unsigned long long)d->snapshot_writes,
 		       (unsigned long long)d->snapshot_failures, (double)d->snapshot_last_ms / 1000.0);
 	bl_budgets_write_metrics(d->budgets, &t);
+	bl_pools_write_metrics(d->pools, &t);
 	write_daemon_memory(d, &t);
 	bl_metrics_write_http(d->metrics, &t);
 	bl_metrics_write_process(d->metrics, &t);
@@ -378,31 +405,18 @@ static void h_metrics(struct bl_daemon *d, struct bl_http_req *req, const char *
 	bl_text_free(&t);
 }
 
-static json_t *configured_names(const char *const *names, size_t n, const char *status)
-{
-	json_t *obj = json_object();
-
-	for (size_t i = 0; obj && i < n; i++)
-		json_object_set_new(obj, names[i], json_pack("{s:s}", "status", status));
-	return obj;
-}
-
 static void h_state(struct bl_daemon *d, struct bl_http_req *req, const char *param)
 {
 	(void)param;
 	struct bl_http_stats hs;
 	struct bl_process_stats ps;
-	const char *names[256];
-	size_t n;
 	json_t *doc, *budgets, *pools;
 	const char *unenforced = "validated; not enforced by this version";
 
 	bl_http_server_stats(d->http, &hs);
 	bl_process_stats_read(&ps);
 	budgets = bl_budgets_json(d->budgets);
-	for (n = 0; n < d->cfg->n_pools && n < 256; n++)
-		names[n] = d->cfg->pools[n].name;
-	pools = configured_names(names, n, unenforced);
+	pools = bl_pools_json(d->pools);
 
 	doc = json_pack(
 		"{s:{s:s,s:i,s:I,s:f,s:b,s:b,s:s},"

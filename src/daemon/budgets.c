@@ -31,6 +31,7 @@
 #include "dmem.h"
 #include "jsonreq.h"
 #include "log.h"
+#include "pools.h"
 
 #define MAX_LEASES 1000000       /* live leases across all budgets */
 #define MAX_WAIT_MS 60000        /* longest wait_ms accepted */
@@ -40,15 +41,29 @@
 #define DEFAULT_TENANT "default"
 #define MAX_PROVIDER_HEADERS 64
 #define CONCURRENCY_RETRY_MS 100 /* retry hint when only a release can help */
+#define KEY_MAX 256              /* bytes of a consistent_hash key */
+#define DEFAULT_POOL_TTL_MS 120000 /* lease TTL of a pool acquire without a budget */
 
 struct budget_rt;
 
-/* A request in a budget's waiting queue, or (budget NULL) in the memory
- * budget's: one mechanism for both. */
+enum waiter_kind {
+	W_RATE,   /* in budget->q; picks a backend of `pool` (if any) when admitted */
+	W_MEMORY, /* in bs->mem->q */
+	W_POOL,   /* pool only, no shared budget: retries on its timer until wait_ms */
+};
+
+/* A request in a budget's waiting queue or the memory budget's (one
+ * mechanism for both), or a pool acquire retrying. */
 struct waiter {
 	struct bl_waitq_node node;   /* in budget->q, or bs->mem->q */
 	struct bl_budgets *bs;       /* owner of the slab it came from */
-	struct budget_rt *budget;    /* NULL: a memory reservation */
+	enum waiter_kind kind;
+	struct budget_rt *budget;    /* W_RATE: the shared budget */
+	struct bl_pool *pool;        /* the pool to pick a backend from, or NULL */
+	char key[KEY_MAX + 1];       /* consistent_hash key (has_key) */
+	size_t key_len;
+	bool has_key;
+	bool named[BL_DIM_COUNT];    /* dimensions the request named */
 	uint64_t mem_bytes;          /* memory: bytes asked for */
 	enum bl_mem_priority mem_prio; /* memory: its priority */
 	struct bl_http_req *req;     /* answered when admitted, timed out or cancelled */
@@ -62,11 +77,18 @@ struct waiter {
 	char tenant[BL_WAITQ_TENANT_NAME_MAX + 1];
 };
 
-/* A granted lease: units of a rate budget, or (budget NULL) bytes of the
- * memory budget. Both kinds share the table, ids, release and TTL reclaim. */
+/* A granted lease: units of a rate budget and/or a call to a pool's
+ * backend (charged to the backend's own budget if it has one), or bytes of
+ * the memory budget. Every kind shares the table, ids, release and TTL
+ * reclaim. */
 struct lease_rt {
 	struct bl_lease_node node;   /* id and expiry */
-	struct budget_rt *budget;    /* NULL: a memory reservation */
+	bool memory;                 /* a memory reservation: mem_bytes, mem_prio */
+	struct budget_rt *budget;    /* the shared budget acquire named, or NULL */
+	struct budget_rt *be_budget; /* the backend's own budget, or NULL */
+	uint64_t be_ticket;
+	bool has_backend;            /* choice is a call to a pool backend */
+	struct bl_pool_choice choice;
 	uint64_t mem_bytes;          /* memory: bytes reserved */
 	enum bl_mem_priority mem_prio; /* memory: its priority */
 	uint64_t ticket;             /* from the core, for release */
@@ -127,6 +149,7 @@ struct mem_rt {
 struct bl_budgets {
 	uv_loop_t *loop;
 	struct bl_dmem *dmem;        /* ballast's own memory account */
+	struct bl_pools *pools;      /* backend pools (pools.c) */
 	struct mem_rt *mem;          /* NULL when memory: was never configured */
 	struct budget_rt *list;      /* in config order; retired ones at the end */
 	struct bl_lease_table *leases;
@@ -146,6 +169,12 @@ enum { OUT_OK, OUT_ERROR, OUT_TIMEOUT, OUT_RATE_LIMITED, OUT_CANCELLED };
 
 static void pump(struct budget_rt *br);
 static void mem_pump(struct bl_budgets *bs);
+static void mem_on_deadline(struct waiter *w);
+static void mem_on_abort(struct waiter *w);
+static void pool_retry(struct waiter *w);
+static void on_deadline(uv_timer_t *t);
+static void on_waiter_abort(struct bl_http_req *req);
+static void respond_overloaded(struct bl_budgets *bs, struct bl_http_req *req);
 static void waiter_free(struct waiter *w);
 static int lease_insert(struct bl_budgets *bs, struct lease_rt *l);
 static void lease_free(struct bl_budgets *bs, struct lease_rt *l);
@@ -553,7 +582,7 @@ static void budget_maybe_free(struct bl_budgets *bs, struct budget_rt *br)
 static void on_expiry(uv_timer_t *t);
 
 int bl_budgets_create(uv_loop_t *loop, const struct bl_config *cfg, struct bl_dmem *dmem,
-		      struct bl_budgets **out, char *err, size_t errcap)
+		      struct bl_pools *pools, struct bl_budgets **out, char *err, size_t errcap)
 {
 	struct bl_budgets *bs = calloc(1, sizeof *bs);
 	struct budget_rt **tail;
@@ -564,6 +593,7 @@ int bl_budgets_create(uv_loop_t *loop, const struct bl_config *cfg, struct bl_dm
 	}
 	bs->loop = loop;
 	bs->dmem = dmem;
+	bs->pools = pools;
 	if (getrandom(&bs->rng, sizeof bs->rng, 0) != sizeof bs->rng || bs->rng == 0)
 		bs->rng = (uint64_t)wall_ns() ^ UINT64_C(0x9e3779b97f4a7c15);
 	if (bl_lease_table_create(MAX_LEASES, &bs->leases) != 0 ||
@@ -775,56 +805,337 @@ static void describe_hold(struct budget_rt *br, const struct bl_budget_decision 
 	h->retry_ms = dec->retry_at_ns ? ceil_ms(dec->retry_at_ns - now) : CONCURRENCY_RETRY_MS;
 }
 
+/* ---- backends --------------------------------------------------------------- */
+
+/* What bl_pool_pick's admit callback needs, and what it found. */
+struct admit_ctx {
+	struct bl_budgets *bs;
+	struct bl_amounts want;      /* the request, as given */
+	bool named[BL_DIM_COUNT];
+	bl_time_ns now;
+	struct budget_rt *charged;   /* the backend budget that admitted, or NULL */
+	uint64_t ticket;
+	int64_t retry_ms;            /* soonest a refusing backend budget may admit; -1 none */
+	const char *missing_budget;  /* a backend budget limits a dimension not named */
+	enum bl_dim missing_dim;
+	const char *too_large_budget; /* a backend budget can never admit this much */
+};
+
+/* Charges the chosen backend's own budget, if it has one. It goes through
+ * that budget's waiting queue only when the queue is empty: a pool call
+ * never jumps ahead of acquires already waiting on the key's budget. */
+static bool admit_backend(void *ctx, struct bl_pool_backend *be)
+{
+	struct admit_ctx *a = ctx;
+	const char *name = bl_pool_backend_budget(be);
+	struct budget_rt *br;
+	struct bl_budget_decision dec;
+	int rc;
+
+	a->charged = NULL;
+	if (!name)
+		return true;
+	br = find_budget(a->bs, name, false);
+	if (!br)
+		return false;
+	for (int d = BL_DIM_TOKENS; d < BL_DIM_COUNT; d++) {
+		bool via_parts = d == BL_DIM_TOKENS &&
+				 (a->named[BL_DIM_INPUT_TOKENS] || a->named[BL_DIM_OUTPUT_TOKENS]);
+		if (br->limits.rate[d].limit && !a->named[d] && !via_parts) {
+			a->missing_budget = br->name;
+			a->missing_dim = (enum bl_dim)d;
+			return false;
+		}
+	}
+	if (bl_waitq_length(&br->q) == 0) {
+		rc = bl_budget_acquire(&br->b, &a->want, a->now, &dec);
+		if (rc == 0) {
+			a->charged = br;
+			a->ticket = dec.ticket;
+			return true;
+		}
+		if (rc != BL_EAGAIN) {
+			a->too_large_budget = br->name;
+			return false;
+		}
+	} else {
+		dec = br->head_ns ? br->head : (struct bl_budget_decision){0};
+	}
+	{
+		int64_t ms = dec.retry_at_ns ? ceil_ms(dec.retry_at_ns - a->now) : CONCURRENCY_RETRY_MS;
+
+		if (ms < 1)
+			ms = 1;
+		if (a->retry_ms < 0 || ms < a->retry_ms)
+			a->retry_ms = ms;
+	}
+	return false;
+}
+
+/* Picks a backend of w->pool for w, charging the backend's budget. Returns
+ * 0 and fills the lease's backend fields, or BL_EAGAIN with *a and *why
+ * saying why not. */
+static int pick_backend(struct bl_budgets *bs, struct waiter *w, bl_time_ns now,
+			struct lease_rt *l, struct admit_ctx *a, struct bl_pool_refusal *why)
+{
+	int rc;
+
+	*a = (struct admit_ctx){.bs = bs, .want = w->want, .now = now, .retry_ms = -1};
+	memcpy(a->named, w->named, sizeof a->named);
+	rc = bl_pool_pick(w->pool, w->has_key ? w->key : NULL, w->key_len, now, admit_backend, a,
+			  &l->choice, why);
+	if (rc != 0)
+		return BL_EAGAIN;
+	l->has_backend = true;
+	l->be_budget = a->charged;
+	l->be_ticket = a->ticket;
+	if (a->charged) {
+		a->charged->leases++;
+		a->charged->granted++;
+	}
+	return 0;
+}
+
+/* Answers a pool acquire that found no backend: the most useful reason. */
+static void respond_no_backend(struct bl_http_req *req, struct bl_pool *p,
+			       const struct admit_ctx *a, const struct bl_pool_refusal *why,
+			       int64_t waited_ms)
+{
+	char hdr[64];
+	int64_t retry;
+
+	if (a->missing_budget) {
+		bl_http_respond_error(req, 400, "invalid_field",
+				      "a backend of pool '%s' is charged to budget '%s', which limits "
+				      "%s: give '%s' (an estimate; release reconciles it)",
+				      bl_pool_name(p), a->missing_budget, bl_dim_name(a->missing_dim),
+				      bl_dim_name(a->missing_dim));
+		return;
+	}
+	if (why->admit_refused && a->retry_ms >= 0) {
+		/* Backends are up but their budgets are spent: a rate limit. */
+		retry = a->retry_ms;
+		snprintf(hdr, sizeof hdr, "Retry-After: %lld\r\n", (long long)((retry + 999) / 1000));
+		bl_http_respond_error_ex(
+			req, 429, "rate_limited",
+			json_pack("{s:I,s:s,s:s,s:I}", "retry_after_ms", (json_int_t)retry, "pool",
+				  bl_pool_name(p), "reason", "backend_budgets", "waited_ms",
+				  (json_int_t)waited_ms),
+			hdr,
+			"every available backend of pool '%s' is at its budget; retry in %lld ms",
+			bl_pool_name(p), (long long)retry);
+		return;
+	}
+	if (a->too_large_budget && !why->breaker_refused) {
+		bl_http_respond_error(req, 400, "too_large",
+				      "the request is more than budget '%s' (of a backend of pool "
+				      "'%s') can ever admit at once",
+				      a->too_large_budget, bl_pool_name(p));
+		return;
+	}
+	retry = why->retry_after_ns > 0 ? ceil_ms(why->retry_after_ns) : 1000;
+	snprintf(hdr, sizeof hdr, "Retry-After: %lld\r\n", (long long)((retry + 999) / 1000));
+	bl_http_respond_error_ex(req, 503, "no_backend",
+				 json_pack("{s:I,s:s,s:i,s:I}", "retry_after_ms", (json_int_t)retry,
+					   "pool", bl_pool_name(p), "breakers_open",
+					   (int)why->breaker_refused, "waited_ms",
+					   (json_int_t)waited_ms),
+				 hdr,
+				 "no backend of pool '%s' is available: %u refused by their circuit "
+				 "breaker; the first may be tried again in %lld ms",
+				 bl_pool_name(p), why->breaker_refused, (long long)retry);
+}
+
+/* Appends ,"backend":{...} for a lease with a backend; returns the length. */
+static size_t write_backend(char *out, size_t cap, const struct lease_rt *l)
+{
+	const struct bl_pool_backend *be = l->choice.backend;
+	char url[1024];
+	size_t o = 0;
+	const char *u = bl_pool_backend_url(be);
+
+	/* JSON-escape the URL (names are config names: nothing to escape). */
+	for (; *u && o + 7 < sizeof url; u++) {
+		unsigned char ch = (unsigned char)*u;
+
+		if (ch == '"' || ch == '\\') {
+			url[o++] = '\\';
+			url[o++] = (char)ch;
+		} else if (ch < 0x20) {
+			o += (size_t)snprintf(url + o, sizeof url - o, "\\u%04x", ch);
+		} else {
+			url[o++] = (char)ch;
+		}
+	}
+	url[o] = '\0';
+	o = (size_t)snprintf(out, cap, ",\"pool\":\"%s\",\"backend\":{\"name\":\"%s\",\"url\":\"%s\"",
+			     bl_pool_name(bl_pool_backend_pool(l->choice.backend)),
+			     bl_pool_backend_name(be), url);
+	if (o < cap && l->be_budget)
+		o += (size_t)snprintf(out + o, cap - o, ",\"budget\":\"%s\"", l->be_budget->name);
+	if (o < cap)
+		o += (size_t)snprintf(out + o, cap - o, "}");
+	return o < cap ? o : cap - 1;
+}
+
+/* Gives a lease's backend part back unused: the call never went out. */
+static void unpick(struct bl_budgets *bs, struct lease_rt *l, bl_time_ns now)
+{
+	struct bl_budget_reconcile rec;
+
+	(void)bs;
+	if (!l->has_backend)
+		return;
+	if (l->be_budget) {
+		bl_budget_release(&l->be_budget->b, &l->reserved, &(struct bl_amounts){{0}},
+				  l->be_ticket, now, &rec);
+		l->be_budget->leases--;
+		l->be_budget = NULL;
+	}
+	bl_pool_finish(&l->choice, BL_POOL_CANCELLED, 0, now);
+	l->has_backend = false;
+}
+
+/* Stores l and answers the acquire that made it (w). Returns 0, or an error
+ * (answered 503) after which the caller gives l's units back. */
+static int finish_grant(struct bl_budgets *bs, struct waiter *w, struct lease_rt *l,
+			bl_time_ns now)
+{
+	int64_t waited_ms = (int64_t)((uint64_t)now - w->start_ns) / BL_NS_PER_MS;
+	char id[17], out[1536];
+	size_t n;
+	int rc;
+
+	l->reserved = w->want;
+	bl_amounts_normalize(&l->reserved);
+	l->acquired_ns = now;
+	l->node.expires_ns = now + w->ttl_ms * BL_NS_PER_MS;
+	snprintf(l->tenant, sizeof l->tenant, "%s", w->tenant);
+	rc = lease_insert(bs, l);
+	if (rc != 0) {
+		bl_http_respond_error(w->req, 503, "overloaded",
+				      rc == BL_EFULL ? "the lease table is full (%d live leases)"
+						     : "out of memory for a lease",
+				      MAX_LEASES);
+		return rc;
+	}
+	format_id(l->node.id, id);
+	/* The hot path's answer, written directly: budget, pool and backend
+	 * names are config names ([A-Za-z0-9_.-]): nothing to escape. */
+	n = (size_t)snprintf(out, sizeof out, "{\"lease\":\"%s\"", id);
+	if (l->budget)
+		n += (size_t)snprintf(out + n, sizeof out - n, ",\"budget\":\"%s\"", l->budget->name);
+	if (l->has_backend)
+		n += write_backend(out + n, sizeof out - n, l);
+	n += (size_t)snprintf(out + n, sizeof out - n,
+			      ",\"expires_at_ms\":%lld,\"ttl_ms\":%lld,\"waited_ms\":%lld}\n",
+			      (long long)mono_to_wall_ms(l->node.expires_ns), (long long)w->ttl_ms,
+			      (long long)waited_ms);
+	bl_http_respond(w->req, 200, "application/json", out, n < sizeof out ? n : sizeof out - 1,
+			NULL);
+	arm_expiry(bs);
+	return 0;
+}
+
 static void grant(struct budget_rt *br, struct waiter *w, uint64_t ticket, bl_time_ns now)
 {
 	struct bl_budgets *bs = br->bs;
 	struct lease_rt *l = bl_slab_alloc(bs->lease_pool);
 	struct bl_budget_reconcile rec;
-	char id[17];
-	int64_t waited_ms = (int64_t)((uint64_t)now - w->start_ns) / BL_NS_PER_MS;
-	int rc = BL_ENOMEM;
 
 	w->answered = true;
 	w->req->on_abort = NULL;
-	if (l) {
-		l->budget = br;
-		l->ticket = ticket;
-		l->reserved = w->want;
-		bl_amounts_normalize(&l->reserved);
-		l->acquired_ns = now;
-		l->node.expires_ns = now + w->ttl_ms * BL_NS_PER_MS;
-		snprintf(l->tenant, sizeof l->tenant, "%s", w->tenant);
-		rc = lease_insert(bs, l);
-	}
-	if (rc != 0) {
-		/* Give the units back: no lease will ever release them. */
+	if (!l) {
 		bl_budget_release(&br->b, &w->want, &(struct bl_amounts){{0}}, ticket, now, &rec);
-		if (l)
+		bl_http_respond_error(w->req, 503, "overloaded", "out of memory for a lease");
+		return;
+	}
+	l->budget = br;
+	l->ticket = ticket;
+	if (w->pool) {
+		struct admit_ctx a;
+		struct bl_pool_refusal why;
+
+		if (pick_backend(bs, w, now, l, &a, &why) != 0) {
+			/* The shared units go back: no call will be made. */
+			bl_budget_release(&br->b, &w->want, &(struct bl_amounts){{0}}, ticket, now,
+					  &rec);
 			bl_slab_free(bs->lease_pool, l);
-		bl_http_respond_error(w->req, 503, "overloaded",
-				      rc == BL_EFULL ? "the lease table is full (%d live leases)"
-						     : "out of memory for a lease",
-				      MAX_LEASES);
+			respond_no_backend(w->req, w->pool, &a, &why,
+					   (int64_t)((uint64_t)now - w->start_ns) / BL_NS_PER_MS);
+			return;
+		}
+	}
+	if (finish_grant(bs, w, l, now) != 0) {
+		/* Give the units back: no lease will ever release them. */
+		unpick(bs, l, now);
+		bl_budget_release(&br->b, &w->want, &(struct bl_amounts){{0}}, ticket, now, &rec);
+		bl_slab_free(bs->lease_pool, l);
 		return;
 	}
 	br->leases++;
 	br->granted++;
 	if (w->has_timer)
 		br->granted_after_wait++;
-	format_id(l->node.id, id);
-	{
-		/* The hot path's answer, written directly: budget names are config
-		 * names ([A-Za-z0-9_.-]), so nothing here needs escaping. */
-		char out[256];
-		int n = snprintf(out, sizeof out,
-				 "{\"lease\":\"%s\",\"budget\":\"%s\",\"expires_at_ms\":%lld,"
-				 "\"ttl_ms\":%lld,\"waited_ms\":%lld}\n",
-				 id, br->name, (long long)mono_to_wall_ms(l->node.expires_ns),
-				 (long long)w->ttl_ms, (long long)waited_ms);
+}
 
-		bl_http_respond(w->req, 200, "application/json", out, (size_t)n, NULL);
+/* A pool acquire without a shared budget: pick now, or answer, or (with
+ * wait_ms) try again when the soonest refusal may lift. Returns true when
+ * w was answered. */
+static bool pool_try(struct waiter *w)
+{
+	struct bl_budgets *bs = w->bs;
+	bl_time_ns now = mono_now();
+	int64_t waited_ms = (int64_t)((uint64_t)now - w->start_ns) / BL_NS_PER_MS;
+	struct lease_rt *l;
+	struct admit_ctx a;
+	struct bl_pool_refusal why;
+	int64_t next_ms;
+
+	if (bs->shutting_down) {
+		w->req->on_abort = NULL;
+		bl_http_respond_error(w->req, 503, "draining", "the daemon is shutting down");
+		return true;
 	}
-	arm_expiry(bs);
+	l = bl_slab_alloc(bs->lease_pool);
+	if (!l) {
+		w->req->on_abort = NULL;
+		respond_overloaded(bs, w->req);
+		return true;
+	}
+	if (pick_backend(bs, w, now, l, &a, &why) == 0) {
+		w->req->on_abort = NULL;
+		if (finish_grant(bs, w, l, now) != 0) {
+			unpick(bs, l, now);
+			bl_slab_free(bs->lease_pool, l);
+		}
+		return true;
+	}
+	bl_slab_free(bs->lease_pool, l);
+	/* Retry when a backend budget or a breaker may admit, within wait_ms. */
+	next_ms = a.retry_ms >= 0 ? a.retry_ms : -1;
+	if (why.retry_after_ns > 0 && (next_ms < 0 || ceil_ms(why.retry_after_ns) < next_ms))
+		next_ms = ceil_ms(why.retry_after_ns);
+	if (a.missing_budget || next_ms < 0 || waited_ms + next_ms > w->wait_ms) {
+		w->req->on_abort = NULL;
+		respond_no_backend(w->req, w->pool, &a, &why, waited_ms);
+		return true;
+	}
+	if (!w->has_timer) {
+		uv_timer_init(bs->loop, &w->deadline);
+		w->deadline.data = w;
+		w->has_timer = true;
+		w->req->handler_data = w;
+		w->req->on_abort = on_waiter_abort;
+	}
+	uv_timer_start(&w->deadline, on_deadline, (uint64_t)next_ms, 0);
+	return false;
+}
+
+static void pool_retry(struct waiter *w)
+{
+	if (pool_try(w))
+		waiter_free(w);
 }
 
 /* Admits from the head of br's queue while the core budget admits; then
@@ -892,8 +1203,12 @@ static void on_deadline(uv_timer_t *t)
 	struct waiter *w = t->data;
 	struct budget_rt *br = w->budget;
 
-	if (!br) {
+	if (w->kind == W_MEMORY) {
 		mem_on_deadline(w);
+		return;
+	}
+	if (w->kind == W_POOL) {
+		pool_retry(w);
 		return;
 	}
 	bl_waitq_remove(&br->q, &w->node);
@@ -909,8 +1224,14 @@ static void on_waiter_abort(struct bl_http_req *req)
 	struct waiter *w = req->handler_data;
 	struct budget_rt *br = w->budget;
 
-	if (!br) {
+	if (w->kind == W_MEMORY) {
 		mem_on_abort(w);
+		return;
+	}
+	if (w->kind == W_POOL) {
+		req->on_abort = NULL;
+		bl_http_respond(req, 499, "text/plain", "", 0, NULL);
+		waiter_free(w);
 		return;
 	}
 	bl_waitq_remove(&br->q, &w->node);
@@ -959,8 +1280,10 @@ void bl_budgets_acquire(struct bl_budgets *bs, struct bl_http_req *req)
 					      "ttl_ms", "pool", "key", NULL};
 	struct bl_json_error e = {0};
 	struct bl_json_fields fields, *body = &fields;
-	const char *name = NULL, *tenant = DEFAULT_TENANT, *prio = "normal";
-	struct budget_rt *br;
+	const char *name = NULL, *tenant = DEFAULT_TENANT, *prio = "normal", *pool_name = NULL,
+		   *key = NULL;
+	struct budget_rt *br = NULL;
+	struct bl_pool *pool = NULL;
 	struct waiter *w = NULL;
 	struct bl_waitq_tenant *slot;
 	enum bl_waitq_class cls;
@@ -971,18 +1294,19 @@ void bl_budgets_acquire(struct bl_budgets *bs, struct bl_http_req *req)
 
 	if (bl_api_body(req, false, allowed, body) != 0)
 		return;
-	if (bl_json_has(body, "pool") || bl_json_has(body, "key")) {
-		bl_http_respond_error(req, 400, "not_supported",
-				      "'pool' and 'key' route to backend pools, which this version "
-				      "does not enforce yet; acquire from a budget");
+	if (bl_json_get_string(body, "budget", 128, &name, &e) < 0 ||
+	    bl_json_get_string(body, "pool", 128, &pool_name, &e) < 0 ||
+	    bl_json_get_string(body, "key", KEY_MAX, &key, &e) < 0)
+		goto bad;
+	if (!name && !pool_name) {
+		bl_http_respond_error(req, 400, "invalid_field",
+				      "give 'budget' (a configured budget), 'pool' (a configured "
+				      "backend pool), or both");
 		goto out;
 	}
-	rc = bl_json_get_string(body, "budget", 128, &name, &e);
-	if (rc < 0)
-		goto bad;
-	if (rc == 1) {
+	if (key && !pool_name) {
 		bl_http_respond_error(req, 400, "invalid_field",
-				      "field 'budget' is required: the name of a configured budget");
+				      "field 'key' picks a backend of a pool: give 'pool' with it");
 		goto out;
 	}
 	if (bl_json_get_string(body, "tenant", BL_WAITQ_TENANT_NAME_MAX, &tenant, &e) < 0 ||
@@ -996,10 +1320,15 @@ void bl_budgets_acquire(struct bl_budgets *bs, struct bl_http_req *req)
 				      prio);
 		goto out;
 	}
-	br = find_budget(bs, name, false);
-	if (!br) {
+	if (name && !(br = find_budget(bs, name, false))) {
 		bl_http_respond_error(req, 404, "unknown_budget",
 				      "no budget '%.128s' is configured (GET /v1/budgets lists them)", name);
+		goto out;
+	}
+	if (pool_name && !(pool = bl_pools_find(bs->pools, pool_name, false))) {
+		bl_http_respond_error(req, 404, "unknown_pool",
+				      "no pool '%.128s' is configured (GET /v1/pools lists them)",
+				      pool_name);
 		goto out;
 	}
 	if (bs->shutting_down) {
@@ -1023,6 +1352,31 @@ void bl_budgets_acquire(struct bl_budgets *bs, struct bl_http_req *req)
 	    get_units(body, "output_tokens", &w->want.n[BL_DIM_OUTPUT_TOKENS],
 		      &named[BL_DIM_OUTPUT_TOKENS], &e) < 0)
 		goto bad;
+	w->bs = bs;
+	w->pool = pool;
+	w->req = req;
+	w->start_ns = (uint64_t)mono_now(); /* waited_ms counts from here */
+	w->wait_ms = wait_ms;
+	snprintf(w->tenant, sizeof w->tenant, "%s", tenant);
+	memcpy(w->named, named, sizeof named);
+	if (key) {
+		w->key_len = strlen(key);
+		memcpy(w->key, key, w->key_len + 1);
+		w->has_key = true;
+	}
+	if (!br) {
+		/* A pool without a shared budget: pick now, or wait on a timer. */
+		w->kind = W_POOL;
+		w->ttl_ms = ttl_ms > 0 ? ttl_ms : DEFAULT_POOL_TTL_MS;
+		if (pool_try(w)) {
+			if (w->has_timer)
+				waiter_free(w);
+			else
+				bl_slab_free(bs->waiter_pool, w);
+		}
+		w = NULL;
+		goto out;
+	}
 	/* A limited token dimension must be named, or the limit would not hold. */
 	for (int d = BL_DIM_TOKENS; d < BL_DIM_COUNT; d++) {
 		bool via_parts = d == BL_DIM_TOKENS &&
@@ -1036,13 +1390,9 @@ void bl_budgets_acquire(struct bl_budgets *bs, struct bl_http_req *req)
 			goto out;
 		}
 	}
-	w->bs = bs;
+	w->kind = W_RATE;
 	w->budget = br;
-	w->req = req;
-	w->start_ns = (uint64_t)mono_now(); /* waited_ms counts from here */
-	w->wait_ms = wait_ms;
 	w->ttl_ms = ttl_ms > 0 ? ttl_ms : br->lease_ttl_ns / BL_NS_PER_MS;
-	snprintf(w->tenant, sizeof w->tenant, "%s", tenant);
 	bl_waitq_node_init(&w->node);
 
 	/* Cost for fairness: the most constraining share of any limited dimension. */
@@ -1155,7 +1505,7 @@ static void mem_grant(struct bl_budgets *bs, struct waiter *w, bl_time_ns now)
 	w->answered = true;
 	w->req->on_abort = NULL;
 	if (l) {
-		l->budget = NULL;
+		l->memory = true;
 		l->mem_bytes = w->mem_bytes;
 		l->mem_prio = w->mem_prio;
 		l->acquired_ns = now;
@@ -1364,7 +1714,7 @@ void bl_budgets_memory_reserve(struct bl_budgets *bs, struct bl_http_req *req)
 		goto out;
 	}
 	w->bs = bs;
-	w->budget = NULL;
+	w->kind = W_MEMORY;
 	w->mem_bytes = bytes;
 	w->mem_prio = prio;
 	w->req = req;
@@ -1479,16 +1829,22 @@ static void respond_unknown_lease(struct bl_http_req *req, const char *id)
 
 static void lease_free(struct bl_budgets *bs, struct lease_rt *l)
 {
-	struct budget_rt *br = l->budget;
+	struct budget_rt *br = l->budget, *bebr = l->be_budget;
 
-	if (!br) {
+	if (l->memory) {
 		bs->mem->leases--;
 		bl_slab_free(bs->lease_pool, l);
 		return;
 	}
-	br->leases--;
+	if (br)
+		br->leases--;
+	if (bebr)
+		bebr->leases--;
 	bl_slab_free(bs->lease_pool, l);
-	budget_maybe_free(bs, br);
+	if (br)
+		budget_maybe_free(bs, br);
+	if (bebr)
+		budget_maybe_free(bs, bebr);
 }
 
 /* Feeds the provider's rate-limit headers to the budget; returns how many
@@ -1539,6 +1895,36 @@ static size_t write_amounts(char *out, size_t cap, const char *key, const uint64
 	return o < cap ? o : cap - 1;
 }
 
+/* Reconciles one budget of a released lease; the key's budget (is_key) also
+ * gets the provider's headers and its 429. Returns the header values ignored. */
+static int settle(struct budget_rt *br, const struct lease_rt *l, uint64_t ticket,
+		  const struct bl_amounts *used, int out_kind, json_t *headers, bool is_key,
+		  bl_time_ns now, struct bl_budget_reconcile *rec)
+{
+	int64_t retry_after_ms = -1;
+	int malformed = 0;
+
+	bl_budget_release(&br->b, &l->reserved, used, ticket, now, rec);
+	br->outcomes[out_kind]++;
+	if (!is_key)
+		return 0;
+	if (headers)
+		malformed = apply_headers(br, headers, now, &retry_after_ms);
+	if (out_kind == OUT_RATE_LIMITED) {
+		int64_t pause_ns = retry_after_ms > 0 ? retry_after_ms * BL_NS_PER_MS : 0;
+
+		/* One decrease per round trip: calls already in flight when the
+		 * budget slowed down were sent at the old rate. */
+		if (br->last_decrease_ns && l->acquired_ns < br->last_decrease_ns) {
+			bl_budget_on_rate_limited_stale(&br->b, now, pause_ns);
+		} else {
+			bl_budget_on_rate_limited(&br->b, now, pause_ns);
+			br->last_decrease_ns = now;
+		}
+	}
+	return malformed;
+}
+
 void bl_budgets_release(struct bl_budgets *bs, struct bl_http_req *req)
 {
 	static const char *const allowed[] = {"lease", "outcome", "requests_used", "tokens_used",
@@ -1553,7 +1939,7 @@ void bl_budgets_release(struct bl_budgets *bs, struct bl_http_req *req)
 	struct bl_amounts used;
 	struct bl_budget_reconcile rec;
 	bool given[BL_DIM_COUNT] = {false};
-	int64_t latency_ms = 0, retry_after_ms = -1;
+	int64_t latency_ms = 0;
 	int out_kind = -1, malformed = 0;
 	bl_time_ns now;
 
@@ -1602,7 +1988,7 @@ void bl_budgets_release(struct bl_budgets *bs, struct bl_http_req *req)
 		respond_unknown_lease(req, id);
 		goto out;
 	}
-	if (!l->budget) {
+	if (l->memory) {
 		mem_release(bs, req, l);
 		goto out;
 	}
@@ -1621,43 +2007,75 @@ void bl_budgets_release(struct bl_budgets *bs, struct bl_http_req *req)
 		used.n[BL_DIM_TOKENS] = 0; /* the tokens rule sums input and output */
 	now = mono_now();
 	bl_lease_remove(bs->leases, &l->node);
-	bl_budget_release(&br->b, &l->reserved, &used, l->ticket, now, &rec);
-	br->outcomes[out_kind]++;
-	if (headers)
-		malformed = apply_headers(br, headers, now, &retry_after_ms);
-	if (out_kind == OUT_RATE_LIMITED) {
-		int64_t pause_ns = retry_after_ms > 0 ? retry_after_ms * BL_NS_PER_MS : 0;
+	{
+		/* The provider's answer (headers, 429) is about the key: the
+		 * backend's own budget when it has one, else the shared one. */
+		struct budget_rt *key_budget = l->be_budget ? l->be_budget : br;
+		struct bl_budget_reconcile be_rec;
 
-		/* One decrease per round trip: calls already in flight when the
-		 * budget slowed down were sent at the old rate. */
-		if (br->last_decrease_ns && l->acquired_ns < br->last_decrease_ns) {
-			bl_budget_on_rate_limited_stale(&br->b, now, pause_ns);
-		} else {
-			bl_budget_on_rate_limited(&br->b, now, pause_ns);
-			br->last_decrease_ns = now;
-		}
+		if (br)
+			malformed = settle(br, l, l->ticket, &used, out_kind, headers,
+					   key_budget == br, now, &rec);
+		if (l->be_budget)
+			malformed = settle(l->be_budget, l, l->be_ticket, &used, out_kind, headers,
+					   true, now, br ? &be_rec : &rec);
 	}
 	{
 		/* Written directly, as the grant is (see there). */
 		char out[1024];
-		size_t n = (size_t)snprintf(out, sizeof out, "{\"released\":true,\"budget\":\"%s\"",
-					    br->name);
+		size_t n = (size_t)snprintf(out, sizeof out, "{\"released\":true");
 
-		n += write_amounts(out + n, sizeof out - n, "refunded", rec.refunded);
-		n += write_amounts(out + n, sizeof out - n, "charged", rec.charged);
-		n += write_amounts(out + n, sizeof out - n, "lapsed", rec.lapsed);
+		if (br)
+			n += (size_t)snprintf(out + n, sizeof out - n, ",\"budget\":\"%s\"", br->name);
+		if (l->has_backend)
+			n += (size_t)snprintf(out + n, sizeof out - n, ",\"backend\":\"%s\"",
+					      bl_pool_backend_name(l->choice.backend));
+		if (l->be_budget)
+			n += (size_t)snprintf(out + n, sizeof out - n, ",\"backend_budget\":\"%s\"",
+					      l->be_budget->name);
+		if (br || l->be_budget) {
+			n += write_amounts(out + n, sizeof out - n, "refunded", rec.refunded);
+			n += write_amounts(out + n, sizeof out - n, "charged", rec.charged);
+			n += write_amounts(out + n, sizeof out - n, "lapsed", rec.lapsed);
+		}
 		n += (size_t)snprintf(out + n, sizeof out - n, ",\"held_ms\":%lld,\"headers_ignored\":%d}\n",
 				      (long long)((now - l->acquired_ns) / BL_NS_PER_MS), malformed);
 		bl_http_respond(req, 200, "application/json", out, n, NULL);
 	}
-	lease_free(bs, l);
-	arm_expiry(bs);
-	pump(br);
+	if (l->has_backend) {
+		/* Last: a backend a reload removed goes with its last call. */
+		int64_t lat_ns = bl_json_has(body, "latency_ms") ? latency_ms * BL_NS_PER_MS
+								 : now - l->acquired_ns;
+
+		bl_pool_finish(&l->choice, (enum bl_pool_outcome)out_kind, lat_ns, now);
+	}
+	{
+		struct budget_rt *bebr = l->be_budget;
+
+		lease_free(bs, l);
+		arm_expiry(bs);
+		if (br && find_budget(bs, br->name, true) == br)
+			pump(br);
+		if (bebr && bebr != br && find_budget(bs, bebr->name, true) == bebr)
+			pump(bebr);
+	}
 	goto out;
 bad:
 	bl_api_bad_request(req, &e);
 out:
 	bl_json_fields_cleanup(body);
+}
+
+/* The TTL a lease gets when extend names none. */
+static int64_t lease_default_ttl_ns(struct bl_budgets *bs, const struct lease_rt *l)
+{
+	if (l->memory)
+		return bs->mem->lease_ttl_ns;
+	if (l->budget)
+		return l->budget->lease_ttl_ns;
+	if (l->be_budget)
+		return l->be_budget->lease_ttl_ns;
+	return DEFAULT_POOL_TTL_MS * BL_NS_PER_MS;
 }
 
 void bl_budgets_extend(struct bl_budgets *bs, struct bl_http_req *req, const char *lease_id)
@@ -1681,7 +2099,7 @@ void bl_budgets_extend(struct bl_budgets *bs, struct bl_http_req *req, const cha
 		goto out;
 	}
 	if (ttl_ms < 0)
-		ttl_ms = (l->budget ? l->budget->lease_ttl_ns : bs->mem->lease_ttl_ns) / BL_NS_PER_MS;
+		ttl_ms = lease_default_ttl_ns(bs, l) / BL_NS_PER_MS;
 	now = mono_now();
 	bl_lease_set_expiry(bs->leases, &l->node, now + ttl_ms * BL_NS_PER_MS);
 	arm_expiry(bs);
@@ -1705,20 +2123,31 @@ static void on_expiry(uv_timer_t *t)
 	bs->expiry_at_ns = 0;
 	while ((n = bl_lease_pop_expired(bs->leases, now))) {
 		struct lease_rt *l = BL_CONTAINER_OF(n, struct lease_rt, node);
-		struct budget_rt *br = l->budget;
+		struct budget_rt *br = l->budget, *bebr = l->be_budget;
 		char id[17];
 
-		if (!br) {
+		if (l->memory) {
 			mem_expire(bs, l, now);
 			continue;
 		}
-		bl_budget_expire(&br->b, now);
+		if (br)
+			bl_budget_expire(&br->b, now);
+		if (bebr)
+			bl_budget_expire(&bebr->b, now);
 		format_id(l->node.id, id);
-		bl_log(BL_LOG_INFO, "lease expired", "budget=%s lease=%s tenant=%s held_ms=%lld",
-		       br->name, id, l->tenant, (long long)((now - l->acquired_ns) / BL_NS_PER_MS));
+		bl_log(BL_LOG_INFO, "lease expired",
+		       "budget=%s backend=%s lease=%s tenant=%s held_ms=%lld", br ? br->name : "-",
+		       l->has_backend ? bl_pool_backend_name(l->choice.backend) : "-", id, l->tenant,
+		       (long long)((now - l->acquired_ns) / BL_NS_PER_MS));
+		/* A call that never came back counts against its backend (which a
+		 * reload may have removed: it goes with this, its last call). */
+		if (l->has_backend)
+			bl_pool_finish(&l->choice, BL_POOL_TIMEOUT, now - l->acquired_ns, now);
 		lease_free(bs, l);
-		if (find_budget(bs, br->name, true) == br)
+		if (br && find_budget(bs, br->name, true) == br)
 			pump(br);
+		if (bebr && bebr != br && find_budget(bs, bebr->name, true) == bebr)
+			pump(bebr);
 	}
 	arm_expiry(bs);
 }
@@ -1839,7 +2268,7 @@ static void add_tenant_use(struct bl_lease_node *n, void *ctx)
 	struct lease_rt *l = BL_CONTAINER_OF(n, struct lease_rt, node);
 	json_t *o;
 
-	if (l->budget)
+	if (!l->memory)
 		return;
 	o = json_object_get(tu->by_tenant, l->tenant);
 	if (!o) {
@@ -2053,7 +2482,7 @@ static void dump_lease(struct bl_lease_node *n, void *ctx)
 	char id[17];
 
 	format_id(n->id, id);
-	if (!l->budget) {
+	if (l->memory) {
 		json_array_append_new(
 			ld->arr,
 			json_pack("{s:s,s:s,s:I,s:s,s:I,s:I,s:s}", "id", id, "kind", "memory", "bytes",
@@ -2066,14 +2495,57 @@ static void dump_lease(struct bl_lease_node *n, void *ctx)
 	res = json_array();
 	for (int d = 0; d < BL_DIM_COUNT; d++)
 		json_array_append_new(res, json_integer((json_int_t)l->reserved.n[d]));
-	json_array_append_new(ld->arr,
-			      json_pack("{s:s,s:s,s:I,s:o,s:I,s:I,s:s}", "id", id, "budget",
-					l->budget->name, "ticket", (json_int_t)l->ticket,
-					"reserved", res, "expires_wall_ns",
-					(json_int_t)to_wall(n->expires_ns, ld->offset),
-					"acquired_wall_ns",
-					(json_int_t)to_wall(l->acquired_ns, ld->offset), "tenant",
-					l->tenant));
+	json_t *o = json_pack("{s:s,s:s,s:I,s:o,s:I,s:I,s:s}", "id", id, "budget",
+			      l->budget ? l->budget->name : "", "ticket", (json_int_t)l->ticket,
+			      "reserved", res, "expires_wall_ns",
+			      (json_int_t)to_wall(n->expires_ns, ld->offset), "acquired_wall_ns",
+			      (json_int_t)to_wall(l->acquired_ns, ld->offset), "tenant", l->tenant);
+
+	if (o && l->has_backend) {
+		struct bl_pool_backend *be = l->choice.backend;
+
+		json_object_set_new(o, "pool", json_string(bl_pool_name(bl_pool_backend_pool(be))));
+		json_object_set_new(o, "backend", json_string(bl_pool_backend_name(be)));
+		json_object_set_new(o, "permit",
+				    json_pack("[I,b]", (json_int_t)l->choice.permit.generation,
+					      l->choice.permit.probe));
+		if (l->be_budget) {
+			json_object_set_new(o, "backend_budget", json_string(l->be_budget->name));
+			json_object_set_new(o, "backend_ticket", json_integer((json_int_t)l->be_ticket));
+		}
+	}
+	json_array_append_new(ld->arr, o);
+}
+
+/* Re-attaches a restored lease to its backend (and the backend's budget),
+ * when the snapshot names one that is still configured. */
+static void restore_backend(struct bl_budgets *bs, struct lease_rt *lr, json_t *l)
+{
+	const char *pname = json_string_value(json_object_get(l, "pool"));
+	const char *bname = json_string_value(json_object_get(l, "backend"));
+	const char *bbname = json_string_value(json_object_get(l, "backend_budget"));
+	json_t *permit = json_object_get(l, "permit");
+	struct bl_pool *p = pname ? bl_pools_find(bs->pools, pname, false) : NULL;
+	struct bl_pool_backend *be = p && bname ? bl_pool_backend_find(p, bname) : NULL;
+	json_int_t gen = 0, ticket = 0;
+	int probe = 0;
+
+	if (!pname)
+		return;
+	if (!be || json_unpack(permit, "[Ib]", &gen, &probe) != 0 || gen < 0) {
+		bl_log(BL_LOG_WARN, "restored lease's backend is gone: its call is not tracked",
+		       "pool=%s backend=%s", pname, bname ? bname : "-");
+		return;
+	}
+	lr->has_backend = true;
+	lr->choice.backend = be;
+	lr->choice.permit = (struct bl_breaker_permit){(uint64_t)gen, probe != 0};
+	bl_pool_restore_call(&lr->choice);
+	if (bbname && (lr->be_budget = find_budget(bs, bbname, false)) != NULL) {
+		json_unpack(json_object_get(l, "backend_ticket"), "I", &ticket);
+		lr->be_ticket = ticket > 0 ? (uint64_t)ticket : 0;
+		lr->be_budget->leases++;
+	}
 }
 
 static json_t *budget_state_json(struct budget_rt *br, bl_time_ns now, int64_t offset)
@@ -2168,7 +2640,7 @@ static void mem_restore(struct bl_budgets *bs, json_t *leases, json_t *mstate, i
 			continue;
 		}
 		lr->node.id = id;
-		lr->budget = NULL;
+		lr->memory = true;
 		lr->mem_bytes = bytes;
 		lr->mem_prio = prio;
 		lr->node.expires_ns = from_wall(exp, offset);
@@ -2391,8 +2863,8 @@ int bl_budgets_restore(void *ctx, json_t *state, char *err, size_t errcap)
 		json_unpack(l, "{s:s,s:s,s:I,s:o,s:I,s:I,s:s}", "id", &id, "budget", &bname,
 			    "ticket", &ticket, "reserved", &res, "expires_wall_ns", &exp,
 			    "acquired_wall_ns", &acq, "tenant", &tenant);
-		br = find_budget(bs, bname, false);
-		if (!br || !(lr = bl_slab_alloc(bs->lease_pool))) {
+		br = *bname ? find_budget(bs, bname, false) : NULL;
+		if ((*bname && !br) || !(lr = bl_slab_alloc(bs->lease_pool))) {
 			bs->leases_dropped++;
 			continue;
 		}
@@ -2413,7 +2885,9 @@ int bl_budgets_restore(void *ctx, json_t *state, char *err, size_t errcap)
 			bs->leases_dropped++;
 			continue;
 		}
-		br->leases++;
+		if (br)
+			br->leases++;
+		restore_backend(bs, lr, l);
 		bs->leases_restored++;
 	}
 	mem_restore(bs, leases, json_object_get(state, "memory"), offset);

@@ -16,13 +16,14 @@
 #include "dmem.h"
 #include "http.h"
 #include "metrics.h"
+#include "pools.h"
 
 struct bl_budgets;
 
 /* Creates every budget of cfg on loop. Returns 0, or BL_EINVAL / BL_ENOMEM
  * with a reason in err. */
 int bl_budgets_create(uv_loop_t *loop, const struct bl_config *cfg, struct bl_dmem *dmem,
-		      struct bl_budgets **out, char *err, size_t errcap);
+		      struct bl_pools *pools, struct bl_budgets **out, char *err, size_t errcap);
 
 /* Checks that cfg's budgets can be applied (bl_budgets_apply would succeed).
  * Returns 0 or BL_EINVAL with a reason in err. Changes nothing. */

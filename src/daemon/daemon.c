@@ -125,9 +125,6 @@ static void log_diags(const struct bl_diags *diags, const char *what)
  * but not yet acted on by this version: never silently ignored. */
 static void log_unenforced(const struct bl_config *cfg)
 {
-	if (cfg->n_pools)
-		bl_log(BL_LOG_WARN, "pools are validated but not enforced by this version",
-		       "count=%zu", cfg->n_pools);
 	if (cfg->autoscaler.configured)
 		bl_log(BL_LOG_WARN, "autoscaler is validated but not acted on by this version", NULL);
 }
@@ -365,6 +362,11 @@ int bl_daemon_reload(struct bl_daemon *d, bool dry_run, struct bl_diags *diags, 
 			add_diag(dg, d->config_path, "budgets", why);
 			goto refused;
 		}
+		if (bl_pools_check(next, why, sizeof why) != 0) {
+			rc = BL_EINVAL;
+			add_diag(dg, d->config_path, "pools", why);
+			goto refused;
+		}
 	}
 	if (dry_run) {
 		free(token);
@@ -376,6 +378,11 @@ int bl_daemon_reload(struct bl_daemon *d, bool dry_run, struct bl_diags *diags, 
 	{
 		char why[512];
 
+		if (bl_pools_apply(d->pools, next, why, sizeof why) != 0) {
+			rc = BL_ENOMEM;
+			add_diag(dg, d->config_path, "pools", why);
+			goto refused;
+		}
 		if (bl_budgets_apply(d->budgets, next, why, sizeof why) != 0) {
 			rc = BL_ENOMEM;
 			add_diag(dg, d->config_path, "budgets", why);
@@ -600,13 +607,15 @@ int bl_daemon_run(const struct bl_daemon_options *opts)
 	raise_fd_limit(d->cfg->max_connections);
 
 	bl_dmem_init(&d->mem, d->cfg->daemon_memory);
-	if (bl_budgets_create(d->loop, d->cfg, &d->mem, &d->budgets, err, sizeof err) != 0) {
+	if (bl_pools_create(d->loop, d->cfg, &d->mem, &d->pools, err, sizeof err) != 0 ||
+	    bl_budgets_create(d->loop, d->cfg, &d->mem, d->pools, &d->budgets, err, sizeof err) != 0) {
 		bl_log(BL_LOG_ERROR, "cannot start", "error=%s", bl_log_quote(q, sizeof q, err));
 		goto out;
 	}
 	/* State first: nothing is answered before what was promised is back. */
 	if (bl_snapshot_create(d->cfg->state_dir, &d->snap) != 0 ||
 	    bl_snapshot_register(d->snap, "daemon", daemon_save, daemon_restore, d) != 0 ||
+	    bl_snapshot_register(d->snap, "pools", bl_pools_save, bl_pools_restore, d->pools) != 0 ||
 	    bl_snapshot_register(d->snap, "budgets", bl_budgets_save, bl_budgets_restore,
 				 d->budgets) != 0)
 		goto out_loop;
@@ -668,7 +677,8 @@ out_loop_closed:
 	uv_loop_close(d->loop);
 out:
 	bl_http_server_destroy(d->http);
-	bl_budgets_destroy(d->budgets);
+	bl_budgets_destroy(d->budgets); /* before the pools: leases point at backends */
+	bl_pools_destroy(d->pools);
 	bl_metrics_destroy(d->metrics);
 	bl_snapshot_destroy(d->snap);
 	bl_config_destroy(d->cfg);
