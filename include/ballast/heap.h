@@ -49,7 +49,7 @@ enum bl_heap_strategy {
 #define BL_HEAP_MIN_ALIGN 16u
 
 /* Bytes of bookkeeping in front of every block (the block header). */
-#define BL_HEAP_HEADER_BYTES 32u
+#define BL_HEAP_HEADER_BYTES 16u
 
 /* How to build a heap. Zero-initialise and set what you need. */
 struct bl_heap_config {

@@ -8,7 +8,7 @@
 #include "ballast/error.h"
 #include "heap_internal.h"
 
-_Static_assert(sizeof(struct blk) <= BL_HEAP_HEADER_BYTES, "block header too big");
+_Static_assert(sizeof(struct blk) == BL_HEAP_HEADER_BYTES, "block header size");
 _Static_assert(BL_HEAP_HEADER_BYTES % BL_HEAP_MIN_ALIGN == 0, "header breaks alignment");
 
 static const char *const strategy_names[BL_HEAP_STRATEGIES] = {
@@ -38,6 +38,9 @@ static bool is_pow2(size_t x)
 {
 	return x && !(x & (x - 1));
 }
+
+#define GRAIN_LOG2 4u
+_Static_assert(GRAIN == (size_t)1 << GRAIN_LOG2, "GRAIN_LOG2");
 
 static bool is_buddy(const struct bl_heap *h)
 {
@@ -162,15 +165,15 @@ static struct blk *resolve(const struct bl_heap *h, const void *p, struct blk **
 	b = (struct blk *)(u - HDR);
 	if (blk_is(b, TAG_SHIM)) {
 		/* An aligned pointer: the shim says how far back its block is. */
-		if (b->size % GRAIN || b->size > (size_t)(u - HDR - lo))
+		if (b->head % GRAIN || b->head > (size_t)(u - HDR - lo))
 			return NULL;
 		s = b;
-		b = (struct blk *)((char *)s - s->size);
+		b = (struct blk *)((char *)s - s->head);
 	}
-	if (is_buddy(h) ? !bl_heap__buddy_owns(h, b) : !bl_heap__fit_owns(h, b))
+	if (is_buddy(h) ? !buddy_owns(h, b) : !fit_owns(h, b))
 		return NULL;
 	if (s && ((char *)s < (char *)payload(b) ||
-		  (char *)s + HDR + GRAIN > (char *)b + b->size))
+		  (char *)s + HDR + GRAIN > (char *)b + blk_size(b)))
 		return NULL;
 	*shim = s;
 	return b;
@@ -196,10 +199,11 @@ static void *fail(struct bl_heap *h, int err)
 	return NULL;
 }
 
-static void note_alloc(struct bl_heap *h)
+/* Tags b live with its alignment and counts the allocation. */
+static void note_alloc(struct bl_heap *h, struct blk *b, unsigned align_log2)
 {
+	blk_set_used(b, align_log2);
 	h->allocs++;
-	h->live++;
 	if (h->used > h->high_water)
 		h->high_water = h->used;
 }
@@ -217,24 +221,29 @@ static void *alloc_aligned(struct bl_heap *h, size_t bytes, size_t align)
 	b = family_alloc(h, align == GRAIN ? bytes : bytes + align + HDR);
 	if (!b)
 		return fail(h, BL_ENOMEM);
-	note_alloc(h);
-	b->align_log2 = (uint32_t)__builtin_ctzll((unsigned long long)align);
+	note_alloc(h, b, (unsigned)__builtin_ctzll((unsigned long long)align));
 	p = (uintptr_t)payload(b);
 	if (p % align == 0)
 		return (void *)p;
 	p = (p + HDR + align - 1) & ~(uintptr_t)(align - 1);
 	s = (struct blk *)(p - HDR);
-	s->size = (size_t)((char *)s - (char *)b);
-	s->prev_size = align;
-	s->order = 0;
-	s->align_log2 = b->align_log2;
+	s->head = (size_t)((char *)s - (char *)b);
 	s->tag = tag_of(s, TAG_SHIM);
 	return (void *)p;
 }
 
 void *bl_heap_alloc(struct bl_heap *h, size_t bytes)
 {
-	return alloc_aligned(h, bytes, h->alignment);
+	struct blk *b;
+
+	if (h->alignment != GRAIN || bytes > h->total)
+		return alloc_aligned(h, bytes, h->alignment);
+	/* The common case, without the alignment arithmetic. */
+	b = family_alloc(h, bytes);
+	if (!b)
+		return fail(h, BL_ENOMEM);
+	note_alloc(h, b, GRAIN_LOG2);
+	return payload(b);
 }
 
 void *bl_heap_aligned_alloc(struct bl_heap *h, size_t bytes, size_t align)
@@ -253,7 +262,6 @@ static void release(struct bl_heap *h, struct blk *b, struct blk *shim)
 		shim->tag = TAG_DEAD;
 	family_release(h, b);
 	h->frees++;
-	h->live--;
 }
 
 int bl_heap_free(struct bl_heap *h, void *p)
@@ -271,7 +279,7 @@ int bl_heap_free(struct bl_heap *h, void *p)
 
 static size_t usable(struct blk *b, const void *p)
 {
-	return (size_t)((char *)b + b->size - (const char *)p);
+	return (size_t)((char *)b + blk_size(b) - (const char *)p);
 }
 
 void *bl_heap_realloc(struct bl_heap *h, void *p, size_t bytes)
@@ -299,7 +307,7 @@ void *bl_heap_realloc(struct bl_heap *h, void *p, size_t bytes)
 			return p;
 		}
 	}
-	q = alloc_aligned(h, bytes, (size_t)1 << b->align_log2);
+	q = alloc_aligned(h, bytes, (size_t)1 << blk_align_log2(b));
 	if (!q)
 		return NULL;
 	keep = usable(b, p);
@@ -334,7 +342,7 @@ void bl_heap_stats(const struct bl_heap *h, struct bl_heap_stats *st)
 	st->fragmentation = st->free_bytes
 		? 1.0 - (double)st->largest_free_bytes / (double)st->free_bytes : 0.0;
 	st->high_water_bytes = h->high_water;
-	st->live_blocks = h->live;
+	st->live_blocks = (size_t)(h->allocs - h->frees);
 	st->allocations = h->allocs;
 	st->frees = h->frees;
 	st->failed_allocations = h->failed;

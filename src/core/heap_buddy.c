@@ -7,13 +7,17 @@
 #include "ballast/error.h"
 #include "heap_internal.h"
 
+/* A block's order: log2 of its size. */
+static unsigned order_of(const struct blk *b)
+{
+	return (unsigned)__builtin_ctzll((unsigned long long)b->head);
+}
+
 static void push(struct bl_heap *h, struct blk *b, unsigned k)
 {
 	struct fnode *l = links(b);
 
-	b->size = (size_t)1 << k;
-	b->order = k;
-	b->prev_size = 0;
+	b->head = (size_t)1 << k;
 	b->tag = tag_of(b, TAG_FREE);
 	l->prev = NULL;
 	l->next = h->orders[k];
@@ -29,7 +33,7 @@ static void unlink_free(struct bl_heap *h, struct blk *b)
 	if (l->prev)
 		links(l->prev)->next = l->next;
 	else
-		h->orders[b->order] = l->next;
+		h->orders[order_of(b)] = l->next;
 	if (l->next)
 		links(l->next)->prev = l->prev;
 }
@@ -73,22 +77,20 @@ struct blk *bl_heap__buddy_alloc(struct bl_heap *h, size_t bytes)
 		k--;
 		push(h, (struct blk *)((char *)b + ((size_t)1 << k)), k);
 	}
-	b->size = (size_t)1 << want;
-	b->order = want;
-	b->tag = tag_of(b, TAG_USED);
-	h->used += b->size;
+	b->head = (size_t)1 << want;
+	h->used += b->head;
 	return b;
 }
 
 void bl_heap__buddy_release(struct bl_heap *h, struct blk *b)
 {
-	unsigned k = (unsigned)b->order;
+	unsigned k = order_of(b);
 
-	h->used -= b->size;
+	h->used -= b->head;
 	while (k < h->max_order) {
 		struct blk *bud = buddy_of(h, b, k);
 
-		if (!blk_is(bud, TAG_FREE) || bud->order != k)
+		if (!blk_is(bud, TAG_FREE) || bud->head != (size_t)1 << k)
 			break;
 		unlink_free(h, bud);
 		if (bud < b) {
@@ -104,7 +106,7 @@ void bl_heap__buddy_release(struct bl_heap *h, struct blk *b)
 
 bool bl_heap__buddy_resize(struct bl_heap *h, struct blk *b, size_t bytes)
 {
-	unsigned want = order_for(h, bytes), k = (unsigned)b->order, j;
+	unsigned want = order_for(h, bytes), k = order_of(b), j;
 	size_t off = (size_t)((char *)b - h->base);
 
 	if (want > h->max_order)
@@ -123,7 +125,7 @@ bool bl_heap__buddy_resize(struct bl_heap *h, struct blk *b, size_t bytes)
 			struct blk *bud = buddy_of(h, b, j);
 
 			if ((off & ((size_t)1 << j)) || !blk_is(bud, TAG_FREE) ||
-			    bud->order != j)
+			    bud->head != (size_t)1 << j)
 				return false;
 		}
 		for (j = k; j < want; j++) {
@@ -134,22 +136,8 @@ bool bl_heap__buddy_resize(struct bl_heap *h, struct blk *b, size_t bytes)
 			h->used += (size_t)1 << j;
 		}
 	}
-	b->order = want;
-	b->size = (size_t)1 << want;
+	b->head = (size_t)1 << want;
 	return true;
-}
-
-bool bl_heap__buddy_owns(const struct bl_heap *h, const struct blk *b)
-{
-	uintptr_t u = (uintptr_t)b, lo = (uintptr_t)h->base, hi = (uintptr_t)h->end;
-	size_t off;
-
-	if (u < lo || u >= hi || (u - lo) % ((size_t)1 << BUDDY_MIN_ORDER))
-		return false;
-	off = (size_t)(u - lo);
-	return blk_is(b, TAG_USED) && b->order >= BUDDY_MIN_ORDER &&
-	       b->order <= h->max_order && b->size == (size_t)1 << b->order &&
-	       off % b->size == 0;
 }
 
 size_t bl_heap__buddy_largest(const struct bl_heap *h)
@@ -168,32 +156,35 @@ int bl_heap__buddy_check(const struct bl_heap *h)
 	while (p < h->end) {
 		struct blk *b = (struct blk *)p;
 		bool is_free = blk_is(b, TAG_FREE);
-		size_t off = (size_t)(p - h->base);
+		size_t off = (size_t)(p - h->base), size = b->head;
+		unsigned k;
 
-		if (!is_free && !blk_is(b, TAG_USED))
+		if (!is_free && !blk_is_used(b))
 			return BL_ECORRUPT;
-		if (b->order < BUDDY_MIN_ORDER || b->order > h->max_order ||
-		    b->size != (size_t)1 << b->order || off % b->size)
+		if (size == 0 || (size & (size - 1)) != 0)
+			return BL_ECORRUPT;
+		k = order_of(b);
+		if (k < BUDDY_MIN_ORDER || k > h->max_order || off % size)
 			return BL_ECORRUPT;
 		if (is_free) {
 			nfree++;
-			if (b->order < h->max_order) {
-				struct blk *bud = buddy_of(h, b, (unsigned)b->order);
+			if (k < h->max_order) {
+				struct blk *bud = buddy_of(h, b, k);
 
-				if (blk_is(bud, TAG_FREE) && bud->order == b->order)
+				if (blk_is(bud, TAG_FREE) && bud->head == size)
 					return BL_ECORRUPT; /* unmerged buddies */
 			}
 		} else {
-			used += b->size;
+			used += size;
 			nused++;
 		}
-		p += b->size;
+		p += size;
 	}
-	if (p != h->end || used != h->used || nused != h->live)
+	if (p != h->end || used != h->used || nused != h->allocs - h->frees)
 		return BL_ECORRUPT;
 	for (unsigned k = 0; k < BUDDY_ORDERS; k++)
 		for (struct blk *b = h->orders[k]; b; b = links(b)->next) {
-			if (!blk_is(b, TAG_FREE) || b->order != k || ++listed > nfree)
+			if (!blk_is(b, TAG_FREE) || b->head != (size_t)1 << k || ++listed > nfree)
 				return BL_ECORRUPT;
 		}
 	return listed == nfree ? 0 : BL_ECORRUPT;

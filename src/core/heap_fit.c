@@ -1,9 +1,13 @@
 /* The fit family of heap strategies: first_fit, next_fit, best_fit, worst_fit
- * and tlsf. They share one block format (a header with the block's size and its
- * predecessor's size, so both neighbours are found in O(1)), splitting and
- * coalescing; they differ only in how free blocks are indexed and searched.
- * The four "fit" strategies keep one unordered free list; tlsf keeps the
- * segregated lists of heap_tlsf.c. */
+ * and tlsf. They share one block format, splitting and coalescing, and differ
+ * only in how free blocks are indexed and searched: the four "fit" strategies
+ * keep one unordered free list, tlsf the segregated lists of heap_internal.h.
+ *
+ * Block format: a 16-byte header (the block's size with a PREV_FREE flag, and
+ * the tag). A free block also keeps its list links at the start of its payload
+ * and its size in its last word, the footer. So the block after a free block
+ * finds it in O(1) (PREV_FREE says the footer is there), and a live block
+ * carries no size of its neighbour: 16 bytes of overhead, not 32. */
 #include <string.h>
 
 #include "ballast/error.h"
@@ -18,12 +22,9 @@ static size_t block_need(size_t bytes)
 	return n < MIN_BLOCK ? MIN_BLOCK : n;
 }
 
-/* The block physically after b, or NULL when b is the last. */
-static struct blk *next_phys(const struct bl_heap *h, struct blk *b)
+static struct blk *at(struct blk *b, size_t off)
 {
-	char *n = (char *)b + b->size;
-
-	return n < h->end ? (struct blk *)n : NULL;
+	return (struct blk *)((char *)b + off);
 }
 
 /* ---- the single free list of first/next/best/worst fit ---- */
@@ -60,7 +61,7 @@ static struct blk *list_find(struct bl_heap *h, size_t need)
 	switch (h->strategy) {
 	case BL_HEAP_FIRST_FIT:
 		for (b = h->list; b; b = links(b)->next)
-			if (b->size >= need)
+			if (blk_size(b) >= need)
 				return b;
 		return NULL;
 	case BL_HEAP_NEXT_FIT: {
@@ -68,10 +69,10 @@ static struct blk *list_find(struct bl_heap *h, size_t need)
 		struct blk *start = h->rover ? h->rover : h->list;
 
 		for (b = start; b; b = links(b)->next)
-			if (b->size >= need)
+			if (blk_size(b) >= need)
 				goto found;
 		for (b = h->list; b && b != start; b = links(b)->next)
-			if (b->size >= need)
+			if (blk_size(b) >= need)
 				goto found;
 		return NULL;
 found:
@@ -80,18 +81,18 @@ found:
 	}
 	case BL_HEAP_BEST_FIT:
 		for (b = h->list; b; b = links(b)->next) {
-			if (b->size < need || (pick && b->size >= pick->size))
+			if (blk_size(b) < need || (pick && blk_size(b) >= blk_size(pick)))
 				continue;
 			pick = b;
-			if (b->size == need)
+			if (blk_size(b) == need)
 				break;
 		}
 		return pick;
 	case BL_HEAP_WORST_FIT:
 		for (b = h->list; b; b = links(b)->next)
-			if (!pick || b->size > pick->size)
+			if (!pick || blk_size(b) > blk_size(pick))
 				pick = b;
-		return pick && pick->size >= need ? pick : NULL;
+		return pick && blk_size(pick) >= need ? pick : NULL;
 	default:
 		return NULL;
 	}
@@ -102,7 +103,7 @@ found:
 static void idx_insert(struct bl_heap *h, struct blk *b)
 {
 	if (h->strategy == BL_HEAP_TLSF)
-		bl_heap__tlsf_insert(h, b);
+		tlsf_insert(h, b);
 	else
 		list_insert(h, b);
 }
@@ -110,150 +111,124 @@ static void idx_insert(struct bl_heap *h, struct blk *b)
 static void idx_remove(struct bl_heap *h, struct blk *b)
 {
 	if (h->strategy == BL_HEAP_TLSF)
-		bl_heap__tlsf_remove(h, b);
+		tlsf_remove(h, b);
 	else
 		list_remove(h, b);
 }
 
-/* ---- splitting and coalescing ---- */
+/* ---- free blocks, splitting and coalescing ---- */
 
-/* Cuts b down to `need` bytes when the rest can make a block of its own, and
- * returns the rest (not yet tagged, not indexed), or NULL. */
-static struct blk *split(struct bl_heap *h, struct blk *b, size_t need)
+/* Makes [b, b + size) a free block and indexes it. The block before it must
+ * not be free, and the one after it must already say PREV_FREE. */
+static void make_free(struct bl_heap *h, struct blk *b, size_t size)
 {
-	struct blk *rest, *n;
-
-	if (b->size - need < MIN_BLOCK)
-		return NULL;
-	rest = (struct blk *)((char *)b + need);
-	rest->size = b->size - need;
-	rest->prev_size = need;
-	rest->order = 0;
-	b->size = need;
-	n = next_phys(h, rest);
-	if (n)
-		n->prev_size = rest->size;
-	return rest;
+	b->head = size;
+	b->tag = tag_of(b, TAG_FREE);
+	((size_t *)((char *)b + size))[-1] = size; /* the footer */
+	idx_insert(h, b);
 }
 
-/* Makes b (not indexed) free: merges it with a free neighbour on either side
- * and indexes the result. */
-static void put_free(struct bl_heap *h, struct blk *b)
+/* Frees [b, b + size), whose predecessor is live: merges it with a free
+ * successor, or tells the successor that its predecessor is now free. */
+static void free_range(struct bl_heap *h, struct blk *b, size_t size)
 {
-	struct blk *n = next_phys(h, b), *p;
+	struct blk *n = at(b, size);
 
-	if (n && blk_is(n, TAG_FREE)) {
-		idx_remove(h, n);
-		b->size += n->size;
-		n->tag = TAG_DEAD;
-	}
-	if (b->prev_size) {
-		p = (struct blk *)((char *)b - b->prev_size);
-		if (blk_is(p, TAG_FREE)) {
-			idx_remove(h, p);
-			p->size += b->size;
-			b->tag = TAG_DEAD;
-			b = p;
+	if ((char *)n < h->end) {
+		if (blk_is(n, TAG_FREE)) {
+			/* The block after n already says PREV_FREE. */
+			idx_remove(h, n);
+			size += blk_size(n);
+			n->tag = TAG_DEAD;
+		} else {
+			n->head |= PREV_FREE;
 		}
 	}
-	n = next_phys(h, b);
-	if (n)
-		n->prev_size = b->size;
-	b->tag = tag_of(b, TAG_FREE);
-	idx_insert(h, b);
+	make_free(h, b, size);
 }
 
 void bl_heap__fit_init(struct bl_heap *h)
 {
-	struct blk *b = (struct blk *)h->base;
-
-	b->size = h->total;
-	b->prev_size = 0;
-	b->order = 0;
-	b->tag = tag_of(b, TAG_FREE);
-	idx_insert(h, b);
+	make_free(h, (struct blk *)h->base, h->total);
 }
 
 struct blk *bl_heap__fit_alloc(struct bl_heap *h, size_t bytes)
 {
-	size_t need = block_need(bytes);
-	struct blk *b, *rest;
+	size_t need = block_need(bytes), size;
+	struct blk *b;
 
 	if (need > h->total)
 		return NULL;
-	if (h->strategy == BL_HEAP_TLSF)
-		b = bl_heap__tlsf_find(h, need);
-	else
-		b = list_find(h, need);
+	b = h->strategy == BL_HEAP_TLSF ? tlsf_find(h, need) : list_find(h, need);
 	if (!b)
 		return NULL;
 	idx_remove(h, b);
-	rest = split(h, b, need);
-	if (rest) {
-		/* b was free, so the block after it is not: nothing to merge. */
-		rest->tag = tag_of(rest, TAG_FREE);
-		idx_insert(h, rest);
+	size = blk_size(b);
+	if (size - need >= MIN_BLOCK) {
+		/* The rest stays free: the block after it keeps PREV_FREE. */
+		make_free(h, at(b, need), size - need);
+		size = need;
+	} else {
+		struct blk *n = at(b, size);
+
+		if ((char *)n < h->end)
+			n->head &= ~PREV_FREE;
 	}
-	b->tag = tag_of(b, TAG_USED);
-	h->used += b->size;
+	b->head = size; /* b was free, so the block before it is not */
+	h->used += size;
 	return b;
 }
 
 void bl_heap__fit_release(struct bl_heap *h, struct blk *b)
 {
-	h->used -= b->size;
-	put_free(h, b);
+	size_t size = blk_size(b);
+
+	h->used -= size;
+	if (b->head & PREV_FREE) {
+		size_t prev_size = ((size_t *)b)[-1];
+		struct blk *p = (struct blk *)((char *)b - prev_size);
+
+		idx_remove(h, p);
+		b->tag = TAG_DEAD;
+		b = p;
+		size += prev_size;
+	}
+	free_range(h, b, size);
 }
 
 bool bl_heap__fit_resize(struct bl_heap *h, struct blk *b, size_t bytes)
 {
-	size_t need = block_need(bytes);
-	struct blk *n, *rest;
+	size_t need = block_need(bytes), size = blk_size(b), flags = b->head & PREV_FREE;
+	struct blk *n;
 
 	if (need > h->total)
 		return false;
-	if (need <= b->size) {
-		rest = split(h, b, need);
-		if (rest) {
-			h->used -= rest->size;
-			put_free(h, rest);
+	if (need <= size) {
+		if (size - need >= MIN_BLOCK) {
+			b->head = need | flags;
+			h->used -= size - need;
+			free_range(h, at(b, need), size - need);
 		}
 		return true;
 	}
-	n = next_phys(h, b);
-	if (!n || !blk_is(n, TAG_FREE) || b->size + n->size < need)
+	n = at(b, size);
+	if ((char *)n >= h->end || !blk_is(n, TAG_FREE) || size + blk_size(n) < need)
 		return false;
 	idx_remove(h, n);
-	h->used += n->size;
-	b->size += n->size;
+	h->used += blk_size(n);
+	size += blk_size(n);
 	n->tag = TAG_DEAD;
-	n = next_phys(h, b);
-	if (n)
-		n->prev_size = b->size;
-	rest = split(h, b, need);
-	if (rest) {
-		h->used -= rest->size;
-		rest->tag = tag_of(rest, TAG_FREE);
-		idx_insert(h, rest);
+	if (size - need >= MIN_BLOCK) {
+		h->used -= size - need;
+		make_free(h, at(b, need), size - need);
+		size = need;
+	} else {
+		n = at(b, size);
+		if ((char *)n < h->end)
+			n->head &= ~PREV_FREE;
 	}
+	b->head = size | flags;
 	return true;
-}
-
-bool bl_heap__fit_owns(const struct bl_heap *h, const struct blk *b)
-{
-	uintptr_t u = (uintptr_t)b, lo = (uintptr_t)h->base, hi = (uintptr_t)h->end;
-	const struct blk *n;
-
-	if (u < lo || u > hi - MIN_BLOCK || (u - lo) % GRAIN)
-		return false;
-	if (!blk_is(b, TAG_USED))
-		return false;
-	if (b->size < MIN_BLOCK || b->size % GRAIN || b->size > hi - u)
-		return false;
-	if (b->prev_size > u - lo || b->prev_size % GRAIN)
-		return false;
-	n = (const struct blk *)((const char *)b + b->size);
-	return (const char *)n == h->end || n->prev_size == b->size;
 }
 
 size_t bl_heap__fit_largest(const struct bl_heap *h)
@@ -264,51 +239,55 @@ size_t bl_heap__fit_largest(const struct bl_heap *h)
 	if (h->strategy == BL_HEAP_TLSF)
 		return bl_heap__tlsf_largest(h);
 	for (b = h->list; b; b = links(b)->next)
-		if (b->size > best)
-			best = b->size;
+		if (blk_size(b) > best)
+			best = blk_size(b);
 	return best;
 }
 
 int bl_heap__fit_check(const struct bl_heap *h)
 {
-	size_t used = 0, free_bytes = 0, nfree = 0, nused = 0, listed = 0, prev = 0;
+	size_t used = 0, free_bytes = 0, nfree = 0, nused = 0, listed = 0;
 	bool prev_free = false;
 	char *p = h->base;
 	struct blk *b;
 
 	while (p < h->end) {
 		bool is_free;
+		size_t size;
 
 		b = (struct blk *)p;
 		is_free = blk_is(b, TAG_FREE);
-		if (!is_free && !blk_is(b, TAG_USED))
+		if (!is_free && !blk_is_used(b))
 			return BL_ECORRUPT;
-		if (b->size < MIN_BLOCK || b->size % GRAIN ||
-		    b->size > (size_t)(h->end - p) || b->prev_size != prev)
+		size = blk_size(b);
+		if (size < MIN_BLOCK || size > (size_t)(h->end - p) ||
+		    (b->head & ~SIZE_MASK & ~PREV_FREE) || !(b->head & PREV_FREE) != !prev_free)
 			return BL_ECORRUPT;
 		if (is_free && prev_free)
 			return BL_ECORRUPT; /* two free neighbours left unmerged */
 		if (is_free) {
-			free_bytes += b->size;
+			if (((size_t *)(p + size))[-1] != size)
+				return BL_ECORRUPT; /* footer */
+			free_bytes += size;
 			nfree++;
 			if (h->strategy == BL_HEAP_TLSF && !bl_heap__tlsf_indexed(h, b))
 				return BL_ECORRUPT;
 		} else {
-			used += b->size;
+			used += size;
 			nused++;
 		}
 		prev_free = is_free;
-		prev = b->size;
-		p += b->size;
+		p += size;
 	}
 	if (p != h->end || used != h->used || used + free_bytes != h->total ||
-	    nused != h->live)
+	    nused != h->allocs - h->frees)
 		return BL_ECORRUPT;
 	if (h->strategy == BL_HEAP_TLSF) {
 		for (size_t f = 0; f < FL_COUNT; f++)
 			for (size_t s = 0; s < SL_COUNT; s++)
 				for (b = h->bins[f][s]; b; b = links(b)->next)
-					listed++;
+					if (!blk_is(b, TAG_FREE) || ++listed > nfree)
+						return BL_ECORRUPT;
 	} else {
 		for (b = h->list; b; b = links(b)->next) {
 			if (!blk_is(b, TAG_FREE) || ++listed > nfree)

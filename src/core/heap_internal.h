@@ -1,5 +1,6 @@
-/* Internals shared by the heap's files: the block header, the heap object and
- * the per-family entry points. Not API: include/ballast/heap.h is. */
+/* Internals shared by the heap's files: the block header, the heap object,
+ * the tlsf index (inline: it is on every allocation's path) and the
+ * per-family entry points. Not API: include/ballast/heap.h is. */
 #ifndef BALLAST_HEAP_INTERNAL_H
 #define BALLAST_HEAP_INTERNAL_H
 
@@ -13,23 +14,29 @@
 #define GRAIN ((size_t)BL_HEAP_MIN_ALIGN)
 
 /* State words. Stored XORed with the header's own address, so a header copied
- * elsewhere, or user data that happens to hold a constant, does not pass. */
+ * elsewhere, or user data that happens to hold a constant, does not pass. A
+ * live block's word also carries, in its top ALIGN_BITS bits, log2 of the
+ * alignment it was asked for, so a moving realloc keeps it. */
 #define TAG_USED UINT64_C(0x5553454442414c31) /* a live block */
 #define TAG_FREE UINT64_C(0x4652454542414c32) /* a free block */
 #define TAG_SHIM UINT64_C(0x5348494d42414c33) /* in front of an aligned pointer */
 #define TAG_DEAD UINT64_C(0)                  /* merged away: not a block */
+#define ALIGN_SHIFT 58
+#define ALIGN_BITS (~UINT64_C(0) << ALIGN_SHIFT)
 
 /* The header in front of every block (BL_HEAP_HEADER_BYTES bytes). */
 struct blk {
-	size_t size;      /* whole block in bytes, header included; for a shim,
-	                   * the distance back to the real block's header */
-	size_t prev_size; /* size of the block just before, 0 for the first (fit
-	                   * family); the alignment asked for (shim); unused (buddy) */
-	uint64_t tag;     /* TAG_* ^ address of this header */
-	uint32_t order;   /* buddy: log2(size); otherwise 0 */
-	uint32_t align_log2; /* live block: log2 of the alignment it was asked
-	                      * for, so a moving realloc keeps it */
+	size_t head;  /* fit family: whole block in bytes, header included, a
+	               * multiple of GRAIN, ORed with PREV_FREE; buddy: the block
+	               * size, 1 << order; shim: the distance back to the real
+	               * block's header */
+	uint64_t tag; /* TAG_* ^ address of this header (| alignment, live) */
 };
+
+/* Fit family: the block just before is free, and its last word (the footer)
+ * holds its size. */
+#define PREV_FREE ((size_t)1)
+#define SIZE_MASK (~(GRAIN - 1))
 
 /* Links of a free block, kept in its payload. */
 struct fnode {
@@ -37,12 +44,13 @@ struct fnode {
 	struct blk *prev; /* previous in its free list, NULL at the head */
 };
 
-/* Smallest block of the fit family: a header plus the links. */
-#define MIN_BLOCK (HDR + GRAIN)
+/* Smallest block of the fit family: a header, the links and the footer,
+ * rounded up to the grain. */
+#define MIN_BLOCK ((HDR + sizeof(struct fnode) + sizeof(size_t) + GRAIN - 1) & ~(GRAIN - 1))
 
-/* TLSF index geometry: 16 second-level lists per power of two; sizes below
- * 256 bytes go to first level 0, in 16-byte steps. */
-#define SL_LOG2 4
+/* TLSF index geometry: SL_COUNT second-level lists per power of two; sizes
+ * below SMALL_BLOCK go to first level 0, one list per GRAIN step (exact). */
+#define SL_LOG2 5
 #define SL_COUNT (1u << SL_LOG2)
 #define FL_SHIFT (SL_LOG2 + 4)
 #define SMALL_BLOCK ((size_t)1 << FL_SHIFT)
@@ -64,8 +72,7 @@ struct bl_heap {
 
 	size_t used;         /* bytes in allocated blocks, headers included */
 	size_t high_water;   /* the most `used` has been */
-	size_t live;         /* allocated blocks */
-	uint64_t allocs;     /* successful allocations */
+	uint64_t allocs;     /* successful allocations (live = allocs - frees) */
 	uint64_t frees;      /* successful frees */
 	uint64_t failed;     /* allocations that returned NULL */
 	int last_error;      /* error of the last failed allocation call */
@@ -94,6 +101,27 @@ static inline bool blk_is(const struct blk *b, uint64_t t)
 	return b->tag == tag_of(b, t);
 }
 
+/* A live block, whatever alignment it carries. */
+static inline bool blk_is_used(const struct blk *b)
+{
+	return ((b->tag ^ tag_of(b, TAG_USED)) & ~ALIGN_BITS) == 0;
+}
+
+static inline unsigned blk_align_log2(const struct blk *b)
+{
+	return (unsigned)((b->tag ^ tag_of(b, TAG_USED)) >> ALIGN_SHIFT);
+}
+
+static inline void blk_set_used(struct blk *b, unsigned align_log2)
+{
+	b->tag = tag_of(b, TAG_USED) ^ ((uint64_t)align_log2 << ALIGN_SHIFT);
+}
+
+static inline size_t blk_size(const struct blk *b)
+{
+	return b->head & SIZE_MASK;
+}
+
 static inline void *payload(struct blk *b)
 {
 	return (char *)b + HDR;
@@ -104,29 +132,154 @@ static inline struct fnode *links(struct blk *b)
 	return (struct fnode *)payload(b);
 }
 
-/* The fit family (first/next/best/worst fit and TLSF). Sizes are payload bytes
- * already checked to fit in the heap. */
+/* ---- the tlsf index (Masmano et al., 2004): docs/internals/heap.md ---- */
+
+static inline unsigned fls_size(size_t x)
+{
+	return (unsigned)(sizeof(unsigned long long) * 8 - 1) -
+	       (unsigned)__builtin_clzll((unsigned long long)x);
+}
+
+/* The class holding blocks of exactly `size` bytes. */
+static inline void tlsf_mapping(size_t size, unsigned *fl, unsigned *sl)
+{
+	if (size < SMALL_BLOCK) {
+		*fl = 0;
+		*sl = (unsigned)(size / GRAIN);
+	} else {
+		unsigned f = fls_size(size);
+
+		*sl = (unsigned)(size >> (f - SL_LOG2)) - SL_COUNT;
+		*fl = f - FL_SHIFT + 1;
+	}
+}
+
+static inline void tlsf_insert(struct bl_heap *h, struct blk *b)
+{
+	unsigned fl, sl;
+	struct fnode *l = links(b);
+	struct blk *head;
+
+	tlsf_mapping(blk_size(b), &fl, &sl);
+	head = h->bins[fl][sl];
+	l->prev = NULL;
+	l->next = head;
+	if (head)
+		links(head)->prev = b;
+	h->bins[fl][sl] = b;
+	h->fl_bitmap |= UINT64_C(1) << fl;
+	h->sl_bitmap[fl] |= 1u << sl;
+}
+
+static inline void tlsf_remove(struct bl_heap *h, struct blk *b)
+{
+	unsigned fl, sl;
+	struct fnode *l = links(b);
+	struct blk *next = l->next, *prev = l->prev;
+
+	if (next)
+		links(next)->prev = prev;
+	if (prev) {
+		links(prev)->next = next;
+		return;
+	}
+	tlsf_mapping(blk_size(b), &fl, &sl);
+	h->bins[fl][sl] = next;
+	if (!next) {
+		h->sl_bitmap[fl] &= ~(1u << sl);
+		if (!h->sl_bitmap[fl])
+			h->fl_bitmap &= ~(UINT64_C(1) << fl);
+	}
+}
+
+/* The smallest non-empty class whose every block holds `need` bytes: two
+ * find-first-set instructions (bl_heap__tlsf_find_slow covers the rest). */
+struct blk *bl_heap__tlsf_find_slow(struct bl_heap *h, size_t need);
+
+static inline struct blk *tlsf_find(struct bl_heap *h, size_t need)
+{
+	size_t size = need;
+	unsigned fl, sl;
+	uint32_t sl_map;
+	uint64_t fl_map;
+
+	/* Round up to the next class boundary, so any block of the class found
+	 * is big enough: that is what keeps the search free of list walks.
+	 * Below SMALL_BLOCK a class holds one size: nothing to round. */
+	if (size >= SMALL_BLOCK)
+		size += ((size_t)1 << (fls_size(size) - SL_LOG2)) - 1;
+	tlsf_mapping(size, &fl, &sl);
+	if (fl < FL_COUNT) {
+		sl_map = h->sl_bitmap[fl] & (~0u << sl);
+		if (!sl_map) {
+			fl_map = h->fl_bitmap & (~UINT64_C(0) << (fl + 1));
+			if (fl_map) {
+				fl = (unsigned)__builtin_ctzll((unsigned long long)fl_map);
+				sl_map = h->sl_bitmap[fl];
+			}
+		}
+		if (sl_map)
+			return h->bins[fl][__builtin_ctz(sl_map)];
+	}
+	return bl_heap__tlsf_find_slow(h, need);
+}
+
+/* Whether b is the header of a live block of the fit family: in the region,
+ * tagged live, a plausible size, and the block after it agrees that it is
+ * not free. Reads b's header and the next one's. */
+static inline bool fit_owns(const struct bl_heap *h, const struct blk *b)
+{
+	uintptr_t u = (uintptr_t)b, lo = (uintptr_t)h->base, hi = (uintptr_t)h->end;
+	size_t size;
+	const struct blk *n;
+
+	if (u < lo || u > hi - MIN_BLOCK || (u - lo) % GRAIN)
+		return false;
+	if (!blk_is_used(b))
+		return false;
+	size = blk_size(b);
+	if (size < MIN_BLOCK || size > hi - u)
+		return false;
+	n = (const struct blk *)((const char *)b + size);
+	return (const char *)n == h->end || !(n->head & PREV_FREE);
+}
+
+/* Whether b is the header of a live buddy block. */
+static inline bool buddy_owns(const struct bl_heap *h, const struct blk *b)
+{
+	uintptr_t u = (uintptr_t)b, lo = (uintptr_t)h->base, hi = (uintptr_t)h->end;
+	size_t size;
+
+	if (u < lo || u >= hi || (u - lo) % ((size_t)1 << BUDDY_MIN_ORDER))
+		return false;
+	if (!blk_is_used(b))
+		return false;
+	size = b->head;
+	return size >= ((size_t)1 << BUDDY_MIN_ORDER) && size <= h->total &&
+	       (size & (size - 1)) == 0 && (size_t)(u - lo) % size == 0;
+}
+
+/* The heap's files' shared entry points. Sizes are payload bytes already
+ * checked to be at most the heap's size. */
+
+/* The fit family (first/next/best/worst fit and TLSF). alloc returns the
+ * block with its size set, not yet tagged live: the caller tags it. */
 void bl_heap__fit_init(struct bl_heap *h);
 struct blk *bl_heap__fit_alloc(struct bl_heap *h, size_t bytes);
 void bl_heap__fit_release(struct bl_heap *h, struct blk *b);
 bool bl_heap__fit_resize(struct bl_heap *h, struct blk *b, size_t bytes);
-bool bl_heap__fit_owns(const struct bl_heap *h, const struct blk *b);
 size_t bl_heap__fit_largest(const struct bl_heap *h);
 int bl_heap__fit_check(const struct bl_heap *h);
 
-/* TLSF's index, used by the fit family when strategy is BL_HEAP_TLSF. */
-void bl_heap__tlsf_insert(struct bl_heap *h, struct blk *b);
-void bl_heap__tlsf_remove(struct bl_heap *h, struct blk *b);
-struct blk *bl_heap__tlsf_find(struct bl_heap *h, size_t block_bytes);
+/* TLSF's non-hot helpers (heap_tlsf.c). */
 size_t bl_heap__tlsf_largest(const struct bl_heap *h);
 bool bl_heap__tlsf_indexed(const struct bl_heap *h, const struct blk *b);
 
-/* The buddy family. */
+/* The buddy family; alloc as the fit family's. */
 void bl_heap__buddy_init(struct bl_heap *h);
 struct blk *bl_heap__buddy_alloc(struct bl_heap *h, size_t bytes);
 void bl_heap__buddy_release(struct bl_heap *h, struct blk *b);
 bool bl_heap__buddy_resize(struct bl_heap *h, struct blk *b, size_t bytes);
-bool bl_heap__buddy_owns(const struct bl_heap *h, const struct blk *b);
 size_t bl_heap__buddy_largest(const struct bl_heap *h);
 int bl_heap__buddy_check(const struct bl_heap *h);
 

@@ -586,7 +586,8 @@ static void test_tiny_region(void **state)
 {
 	enum bl_heap_strategy s = (enum bl_heap_strategy)(intptr_t)*state;
 	static _Alignas(64) unsigned char buf[64];
-	struct bl_heap *h = make(s, buf, s == BL_HEAP_BUDDY ? 64 : 48);
+	size_t region = s == BL_HEAP_BUDDY ? 64 : 48;
+	struct bl_heap *h = make(s, buf, region);
 	void *p;
 
 	/* Room for one smallest block and no more. */
@@ -598,7 +599,7 @@ static void test_tiny_region(void **state)
 	p = bl_heap_alloc(h, 16);
 	assert_non_null(p);
 	memset(p, 0x11, 16);
-	assert_null(bl_heap_realloc(h, p, 40));
+	assert_null(bl_heap_realloc(h, p, region - BL_HEAP_HEADER_BYTES + 1));
 	assert_int_equal(bl_heap_free(h, p), 0);
 	assert_coalesced(h);
 	bl_heap_destroy(h);
@@ -705,8 +706,18 @@ static void test_placement(void **state)
 		assert_int_equal(bl_heap_free(h, p[2]), 0);
 		assert_int_equal(bl_heap_free(h, p[4]), 0);
 		/* The tail past p[5] is one more, larger, free block: use it up
-		 * exactly (the six blocks take 2176 bytes with headers). */
-		assert_non_null(q = bl_heap_alloc(h, 8192 - 2176 - 32));
+		 * exactly (the six blocks take their sizes plus a header each). */
+		size_t taken = 0;
+
+		for (int j = 0; j < 6; j++)
+			taken += sizes[j] + BL_HEAP_HEADER_BYTES;
+		assert_non_null(q = bl_heap_alloc(h, 8192 - taken - BL_HEAP_HEADER_BYTES));
+		{
+			struct bl_heap_stats st;
+
+			bl_heap_stats(h, &st); /* nothing free but the three holes */
+			assert_int_equal(st.free_bytes, 256 + 1024 + 512 + 3 * BL_HEAP_HEADER_BYTES);
+		}
 		{
 			void *r = bl_heap_alloc(h, 200);
 
