@@ -54,6 +54,8 @@ class Lease:
         self.id = grant["lease"]
         self.budget = grant.get("budget")
         self.bytes = grant.get("bytes")  # memory reservations
+        # With a pool: where to send the call, {"name": ..., "url": ...}.
+        self.backend = grant.get("backend")
         self.expires_at_ms = grant.get("expires_at_ms")
         self.waited_ms = grant.get("waited_ms", 0)
         self.outcome = "ok"
@@ -145,10 +147,18 @@ class Ballast:
     def _post(self, path, body):
         return self._request("POST", path, body)
 
-    def acquire(self, budget, tokens=None, input_tokens=None, output_tokens=None,
-                requests=None, tenant=None, priority=None, wait_ms=None, ttl_ms=None):
-        """Takes a lease from budget; raises RateLimited (429) or BallastError."""
-        body = {"budget": budget}
+    def acquire(self, budget=None, tokens=None, input_tokens=None, output_tokens=None,
+                requests=None, tenant=None, priority=None, wait_ms=None, ttl_ms=None,
+                pool=None, key=None):
+        """Takes a lease from a budget, a pool, or both (lease.backend says
+        where to send the call); raises RateLimited (429) or BallastError
+        (503 no_backend when every backend's breaker is open)."""
+        if budget is None and pool is None:
+            raise ValueError("give a budget, a pool, or both")
+        body = {}
+        for key_, value in (("budget", budget), ("pool", pool), ("key", key)):
+            if value is not None:
+                body[key_] = value
         for key, value in (("tokens", tokens), ("input_tokens", input_tokens),
                            ("output_tokens", output_tokens), ("requests", requests),
                            ("tenant", tenant), ("priority", priority),
@@ -157,9 +167,13 @@ class Ballast:
                 body[key] = value
         return Lease(self, self._post("/v1/acquire", body))
 
-    def lease(self, budget, **kwargs):
-        """acquire() for a `with` block: the lease is released when it ends."""
+    def lease(self, budget=None, **kwargs):
+        """acquire() for a `with` block: the lease is released when it ends
+        (with outcome error if the block raised, which a pool's breaker counts)."""
         return self.acquire(budget, **kwargs)
+
+    def pools(self):
+        return self._request("GET", "/v1/pools")["pools"]
 
     def reserve_memory(self, size=None, bytes=None, priority=None, tenant=None, wait_ms=None,
                        ttl_ms=None):

@@ -20,13 +20,15 @@ static const char usage_text[] =
 	"  serve [-c FILE] [--listen ADDR:PORT]   run the daemon (embedded default config without -c)\n"
 	"  check FILE                             validate a config; prints file:line:column: problems\n"
 	"  status [--url URL] [--json]            summarise a running daemon's /v1/state\n"
-	"  acquire BUDGET [--tokens N] [--input-tokens N] [--output-tokens N] [--requests N]\n"
-	"          [--wait 2s] [--tenant T] [--priority P] [-q]\n"
-	"                                         take a lease (prints it; -q: only its id)\n"
+	"  acquire [BUDGET] [--pool POOL [--key K]] [--tokens N] [--input-tokens N]\n"
+	"          [--output-tokens N] [--requests N] [--wait 2s] [--tenant T] [--priority P] [-q]\n"
+	"                                         take a lease (prints it, with the backend when\n"
+	"                                         a pool is named; -q: only its id)\n"
 	"  release LEASE [--outcome ok|error|timeout|rate_limited|cancelled]\n"
 	"          [--tokens-used N] [--input-tokens-used N] [--output-tokens-used N]\n"
 	"                                         give a lease back, reconciling what it used\n"
 	"  budgets [--json]                       rate budgets of a running daemon\n"
+	"  pools [--json]                         backend pools: breaker state, in flight, latency\n"
 	"  plan FILE|- [--json]                   what-if autoscaling plan, computed locally (no\n"
 	"                                         daemon): the answer of POST /v1/autoscale/plan\n"
 	"  version                                print the version\n"
@@ -155,6 +157,44 @@ static void print_section(json_t *doc, const char *name)
 	json_object_foreach(sec, key, v) {
 		json_t *st = json_object_get(v, "status");
 		printf("  %-20s %s\n", key, json_is_string(st) ? json_string_value(st) : "");
+	}
+}
+
+/* One line per pool and one per backend: state, in flight, latency, errors. */
+static void print_pools(json_t *pools)
+{
+	const char *name;
+	json_t *p, *be;
+	size_t i;
+
+	if (!json_is_object(pools) || json_object_size(pools) == 0) {
+		printf("pools       none\n");
+		return;
+	}
+	printf("pools:\n");
+	json_object_foreach(pools, name, p) {
+		printf("  %-20s %s  %lld picks  %lld no_backend%s%s\n", name,
+		       json_string_value(json_object_get(p, "strategy")),
+		       (long long)json_integer_value(json_object_get(p, "picks")),
+		       (long long)json_integer_value(json_object_get(p, "no_backend")),
+		       json_is_true(json_object_get(p, "panic")) ? "  PANIC (routing to all)" : "",
+		       json_is_true(json_object_get(p, "retired")) ? "  (removed)" : "");
+		json_array_foreach(json_object_get(p, "backends"), i, be) {
+			json_t *lat = json_object_get(be, "latency_ewma_ms");
+			json_t *retry = json_object_get(be, "retry_after_ms");
+
+			printf("    %-18s %-11s in flight %-4lld latency %s%.0f ms  errors %.0f %%  trips "
+			       "%lld",
+			       json_string_value(json_object_get(be, "name")),
+			       json_string_value(json_object_get(be, "state")),
+			       (long long)json_integer_value(json_object_get(be, "in_flight")),
+			       json_is_number(lat) ? "" : "~", json_is_number(lat) ? json_number_value(lat) : 0,
+			       json_number_value(json_object_get(be, "error_rate")) * 100,
+			       (long long)json_integer_value(json_object_get(be, "trips")));
+			if (json_is_integer(retry))
+				printf("  retry in %lld ms", (long long)json_integer_value(retry));
+			printf("\n");
+		}
 	}
 }
 
@@ -426,7 +466,7 @@ static int cmd_status(int argc, char **argv)
 	       jint(doc, "process", "open_fds"),
 	       json_number_value(json_object_get(json_object_get(doc, "process"), "cpu_seconds")));
 	print_budgets(json_object_get(doc, "budgets"));
-	print_section(doc, "pools");
+	print_pools(json_object_get(doc, "pools"));
 	print_memory(json_object_get(doc, "memory"));
 	print_section(doc, "autoscaler");
 	json_decref(doc);
@@ -501,7 +541,8 @@ static int cmd_acquire(int argc, char **argv)
 			}
 			json_object_set_new(body, "wait_ms", json_integer(ns / 1000000));
 			i++;
-		} else if ((strcmp(argv[i], "--tenant") == 0 || strcmp(argv[i], "--priority") == 0) &&
+		} else if ((strcmp(argv[i], "--tenant") == 0 || strcmp(argv[i], "--priority") == 0 ||
+			    strcmp(argv[i], "--pool") == 0 || strcmp(argv[i], "--key") == 0) &&
 			   i + 1 < argc) {
 			json_object_set_new(body, argv[i] + 2, json_string(argv[i + 1]));
 			i++;
@@ -514,11 +555,12 @@ static int cmd_acquire(int argc, char **argv)
 			return usage_error("acquire: unexpected argument ", argv[i]);
 		}
 	}
-	if (!budget) {
+	if (!budget && !json_object_get(body, "pool")) {
 		json_decref(body);
-		return usage_error("acquire: ", "missing BUDGET");
+		return usage_error("acquire: ", "missing BUDGET (or --pool POOL)");
 	}
-	json_object_set_new(body, "budget", json_string(budget));
+	if (budget)
+		json_object_set_new(body, "budget", json_string(budget));
 	if (client_post(&cl, "/v1/acquire", body, &f))
 		return 1;
 	doc = json_loads(f.p, 0, NULL);
@@ -617,6 +659,43 @@ static int cmd_budgets(int argc, char **argv)
 	free(f.p);
 	print_budgets(json_object_get(doc, "budgets"));
 	printf("leases      %lld live\n", (long long)json_integer_value(json_object_get(doc, "leases")));
+	json_decref(doc);
+	return 0;
+}
+
+static int cmd_pools(int argc, char **argv)
+{
+	struct client cl;
+	struct fetch f = {0};
+	bool as_json = false;
+	long code = 0;
+	json_t *doc;
+
+	client_init(&cl, "pools");
+	for (int i = 0; i < argc; i++) {
+		int r = client_option(&cl, argc, argv, &i);
+
+		if (r < 0)
+			return 1;
+		if (r)
+			continue;
+		if (strcmp(argv[i], "--json") == 0)
+			as_json = true;
+		else
+			return usage_error("pools: unexpected argument ", argv[i]);
+	}
+	if (client_call(&cl, "GET", "/v1/pools", NULL, &code, &f))
+		return 1;
+	if (code != 200)
+		return client_failed(&cl, code, &f);
+	if (as_json) {
+		printf("%s", f.p);
+		free(f.p);
+		return 0;
+	}
+	doc = json_loads(f.p, 0, NULL);
+	free(f.p);
+	print_pools(json_object_get(doc, "pools"));
 	json_decref(doc);
 	return 0;
 }
@@ -748,6 +827,8 @@ int main(int argc, char **argv)
 		return cmd_release(argc - 2, argv + 2);
 	if (strcmp(cmd, "budgets") == 0)
 		return cmd_budgets(argc - 2, argv + 2);
+	if (strcmp(cmd, "pools") == 0)
+		return cmd_pools(argc - 2, argv + 2);
 	if (strcmp(cmd, "plan") == 0)
 		return cmd_plan(argc - 2, argv + 2);
 	return usage_error("unknown command ", cmd);

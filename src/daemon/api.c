@@ -299,7 +299,7 @@ static void write_daemon_memory(struct bl_daemon *d, struct bl_text *t)
 	const char *names[4];
 	struct bl_slab_stats ss[4];
 	struct bl_http_stats hs;
-	size_t n = bl_budgets_pools(d->budgets, names, ss, 3);
+	size_t n = bl_budgets_object_pools(d->budgets, names, ss, 3);
 
 	bl_http_server_stats(d->http, &hs);
 	names[n] = "connections";
@@ -334,16 +334,16 @@ static void write_daemon_memory(struct bl_daemon *d, struct bl_text *t)
 	do {                                                                                    \
 		bl_text_printf(t, "# HELP " metric " " help "\n# TYPE " metric " " type "\n");  \
 		for (size_t i = 0; i < n; i++)                                                  \
-			bl_text_printf(t, metric "{pool=\"%s\"} " fmt "\n", names[i],           \
+			bl_text_printf(t, metric "{kind=\"%s\"} " fmt "\n", names[i],           \
 				       (cast)ss[i].field);                                      \
 	} while (0)
-	POOL_FAMILY("ballast_pool_objects_in_use", "gauge", "Objects taken from a daemon pool.",
+	POOL_FAMILY("ballast_daemon_objects_in_use", "gauge", "Objects taken from a daemon pool.",
 		    objects_in_use, "%zu", size_t);
-	POOL_FAMILY("ballast_pool_high_water", "gauge", "Most objects in use at once.", high_water,
+	POOL_FAMILY("ballast_daemon_objects_high_water", "gauge", "Most objects in use at once.", high_water,
 		    "%zu", size_t);
-	POOL_FAMILY("ballast_pool_bytes_reserved", "gauge", "Bytes a daemon pool holds.",
+	POOL_FAMILY("ballast_daemon_objects_bytes_reserved", "gauge", "Bytes a daemon pool holds.",
 		    bytes_reserved, "%zu", size_t);
-	POOL_FAMILY("ballast_pool_failed_allocs_total", "counter", "Allocations a pool refused.",
+	POOL_FAMILY("ballast_daemon_objects_failed_allocs_total", "counter", "Allocations a pool refused.",
 		    failed_allocs, "%llu", unsigned long long);
 #undef POOL_FAMILY
 }

@@ -2393,7 +2393,7 @@ static void mem_write_metrics(struct bl_budgets *bs, struct bl_text *t)
 		       (unsigned long long)m->queue_full, (unsigned long long)m->expired);
 }
 
-size_t bl_budgets_pools(struct bl_budgets *bs, const char **names, struct bl_slab_stats *ss,
+size_t bl_budgets_object_pools(struct bl_budgets *bs, const char **names, struct bl_slab_stats *ss,
 			size_t cap)
 {
 	if (cap < 2)

@@ -73,7 +73,7 @@ json_t *bl_budgets_memory_json(struct bl_budgets *bs);
 
 /* The daemon pools this module owns: fills up to cap names and stats,
  * returns how many. */
-size_t bl_budgets_pools(struct bl_budgets *bs, const char **names, struct bl_slab_stats *ss,
+size_t bl_budgets_object_pools(struct bl_budgets *bs, const char **names, struct bl_slab_stats *ss,
 			size_t cap);
 
 #endif

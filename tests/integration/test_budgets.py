@@ -282,8 +282,8 @@ class DecisionFlow(unittest.TestCase):
         # Leases and waiters come from the daemon's own slabs, shown per pool.
         g = acquire(self.d, {"budget": "api", "input_tokens": 1}, 200)[2]
         text = self.d.request("GET", "/metrics")[2].decode()
-        self.assertIn('ballast_pool_objects_in_use{pool="leases"} 1', text)
-        self.assertRegex(text, r'ballast_pool_high_water\{pool="waiters"\} [1-9]')
+        self.assertIn('ballast_daemon_objects_in_use{kind="leases"} 1', text)
+        self.assertRegex(text, r'ballast_daemon_objects_high_water\{kind="waiters"\} [1-9]')
         release(self.d, g["lease"])
 
     def test_concurrent_clients_never_exceed_slots(self):

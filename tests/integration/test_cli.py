@@ -68,6 +68,27 @@ class Cli(unittest.TestCase):
         finally:
             self.assertEqual(d.stop(), 0)
 
+    def test_pools_and_pool_acquire(self):
+        d = Daemon("state_dir: {state_dir}\npools:\n  llm:\n    backends:\n"
+                   "      - {name: a, url: \"http://10.0.0.1:8000\"}\n").start()
+        try:
+            url = "http://%s" % d.addr
+            code, out, err = run_cli("acquire", "--pool", "llm", "--key", "s1", "--url", url)
+            self.assertEqual(code, 0, err)
+            g = json.loads(out)
+            self.assertEqual(g["backend"], {"name": "a", "url": "http://10.0.0.1:8000"})
+            code, out, err = run_cli("pools", "--url", url)
+            self.assertEqual(code, 0, err)
+            self.assertIn("llm", out)
+            self.assertRegex(out, r"a\s+closed\s+in flight 1")
+            code, out, _ = run_cli("status", "--url", url)
+            self.assertIn("peak_ewma", out)
+            code, _, err = run_cli("acquire", "--url", url)
+            self.assertEqual(code, 2)
+            self.assertIn("--pool", err)
+        finally:
+            self.assertEqual(d.stop(), 0)
+
     def test_status_shows_memory(self):
         d = Daemon("state_dir: {state_dir}\nmemory: {capacity: 10GiB}\n").start()
         try:

@@ -19,6 +19,13 @@ budgets:
       concurrent: 1
 memory:
   capacity: 1000MiB
+pools:
+  llm:
+    strategy: round_robin
+    backends:
+      - {name: a, url: "http://127.0.0.1:9"}
+      - {name: b, url: "http://127.0.0.1:10"}
+    breaker: {consecutive_failures: 2, min_calls: 5, window: {count: 10}}
 """
 
 
@@ -63,6 +70,22 @@ class Client(unittest.TestCase):
         self.assertEqual(ctx.exception.code, "too_large")
         with self.assertRaises(ValueError):
             b.reserve_memory()
+        b.close()
+
+    def test_pool_lease_and_failures_reach_the_breaker(self):
+        b = Ballast(self.url, token="tok-123")
+        with b.lease(pool="llm", key="s1") as lease:
+            self.assertIn(lease.backend["name"], ("a", "b"))
+            self.assertTrue(lease.backend["url"].startswith("http://127.0.0.1:"))
+        for _ in range(2):
+            with self.assertRaises(OSError):
+                with b.lease(pool="llm"):
+                    raise OSError("connection refused")
+        with self.assertRaises(ValueError):
+            b.acquire()
+        backends = b.pools()["llm"]["backends"]
+        self.assertEqual(sum(x["outcomes"]["error"] for x in backends), 2)
+        self.assertEqual(sum(x["outcomes"]["ok"] for x in backends), 1)
         b.close()
 
     def test_exception_in_block_releases_as_error(self):
