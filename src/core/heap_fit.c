@@ -118,14 +118,31 @@ static void idx_remove(struct bl_heap *h, struct blk *b)
 
 /* ---- free blocks, splitting and coalescing ---- */
 
-/* Makes [b, b + size) a free block and indexes it. The block before it must
- * not be free, and the one after it must already say PREV_FREE. */
-static void make_free(struct bl_heap *h, struct blk *b, size_t size)
+/* Makes [b, b + size) a free block, not yet indexed. The block before it
+ * must not be free, and the one after it must already say PREV_FREE. */
+static void mark_free(struct blk *b, size_t size)
 {
 	b->head = size;
 	b->tag = tag_of(b, TAG_FREE);
 	((size_t *)((char *)b + size))[-1] = size; /* the footer */
+}
+
+/* mark_free, then indexes b. */
+static void make_free(struct bl_heap *h, struct blk *b, size_t size)
+{
+	mark_free(b, size);
 	idx_insert(h, b);
+}
+
+/* Indexes free block nb in place of free block ob (no longer a block). */
+static void idx_swap(struct bl_heap *h, struct blk *ob, struct blk *nb)
+{
+	if (h->strategy == BL_HEAP_TLSF && tlsf_same_class(blk_size(ob), blk_size(nb))) {
+		tlsf_replace(h, ob, nb);
+	} else {
+		idx_remove(h, ob);
+		idx_insert(h, nb);
+	}
 }
 
 /* Frees [b, b + size), whose predecessor is live: merges it with a free
@@ -136,13 +153,15 @@ static void free_range(struct bl_heap *h, struct blk *b, size_t size)
 
 	if ((char *)n < h->end) {
 		if (blk_is(n, TAG_FREE)) {
-			/* The block after n already says PREV_FREE. */
-			idx_remove(h, n);
-			size += blk_size(n);
+			/* The block after n already says PREV_FREE. b's new
+			 * header and footer leave n's header and links intact
+			 * for the swap. */
+			mark_free(b, size + blk_size(n));
 			n->tag = TAG_DEAD;
-		} else {
-			n->head |= PREV_FREE;
+			idx_swap(h, n, b);
+			return;
 		}
+		n->head |= PREV_FREE;
 	}
 	make_free(h, b, size);
 }
@@ -162,15 +181,16 @@ struct blk *bl_heap__fit_alloc(struct bl_heap *h, size_t bytes)
 	b = h->strategy == BL_HEAP_TLSF ? tlsf_find(h, need) : list_find(h, need);
 	if (!b)
 		return NULL;
-	idx_remove(h, b);
 	size = blk_size(b);
 	if (size - need >= MIN_BLOCK) {
 		/* The rest stays free: the block after it keeps PREV_FREE. */
-		make_free(h, at(b, need), size - need);
+		mark_free(at(b, need), size - need);
+		idx_swap(h, b, at(b, need));
 		size = need;
 	} else {
 		struct blk *n = at(b, size);
 
+		idx_remove(h, b);
 		if ((char *)n < h->end)
 			n->head &= ~PREV_FREE;
 	}

@@ -192,6 +192,41 @@ static inline void tlsf_remove(struct bl_heap *h, struct blk *b)
 	}
 }
 
+/* Whether blocks of sizes a and b are in the same class. */
+static inline bool tlsf_same_class(size_t a, size_t b)
+{
+	unsigned fa, sa, fb, sb;
+
+	tlsf_mapping(a, &fa, &sa);
+	tlsf_mapping(b, &fb, &sb);
+	return fa == fb && sa == sb;
+}
+
+/* Puts nb where ob is in its list; both must be of the same class. Saves
+ * a remove and an insert, with their bitmap updates, when a block only
+ * shrinks or grows a little: splitting or merging a large free block. */
+static inline void tlsf_replace(struct bl_heap *h, struct blk *ob, struct blk *nb)
+{
+	struct blk *next = links(ob)->next, *prev = links(ob)->prev;
+
+	/* The two links are written apart, each after a branch, on purpose:
+	 * as one copy gcc makes it a 16-byte vector load and store, and the
+	 * next 8-byte load of a link cannot be forwarded from that store
+	 * (measured: the whole alloc/free pair twice as slow). */
+	if (next)
+		links(next)->prev = nb;
+	links(nb)->next = next;
+	if (prev) {
+		links(prev)->next = nb;
+	} else {
+		unsigned fl, sl;
+
+		tlsf_mapping(blk_size(nb), &fl, &sl);
+		h->bins[fl][sl] = nb;
+	}
+	links(nb)->prev = prev;
+}
+
 /* The smallest non-empty class whose every block holds `need` bytes: two
  * find-first-set instructions (bl_heap__tlsf_find_slow covers the rest). */
 struct blk *bl_heap__tlsf_find_slow(struct bl_heap *h, size_t need);
