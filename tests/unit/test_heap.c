@@ -678,6 +678,38 @@ static void test_heap_alignment(void **state)
 	bl_heap_destroy(h);
 }
 
+/* ---- splitting and merging a large free block in place ---- */
+
+/* Batches allocated from the front of one large free block and freed in
+ * reverse, so every alloc splits it and every free merges into it (tlsf
+ * swaps it in its list when its class does not change, and moves it when it
+ * does): the heap stays consistent after every step and whole at the end. */
+static void test_lifo_batches(void **state)
+{
+	enum bl_heap_strategy s = (enum bl_heap_strategy)(intptr_t)*state;
+	enum { N = 120 };
+	struct bl_heap *h = make(s, NULL, 256 * 1024);
+	unsigned char *p[N];
+
+	for (int round = 0; round < 3; round++) {
+		for (int i = 0; i < N; i++) {
+			size_t n = 1 + (size_t)((i * 37 + round * 101) % 1500);
+
+			p[i] = bl_heap_alloc(h, n);
+			assert_non_null(p[i]);
+			memset(p[i], i, n);
+			assert_int_equal(bl_heap_check(h), 0);
+		}
+		for (int i = N - 1; i >= 0; i--) {
+			assert_int_equal(p[i][0], (unsigned char)i);
+			assert_int_equal(bl_heap_free(h, p[i]), 0);
+			assert_int_equal(bl_heap_check(h), 0);
+		}
+		assert_coalesced(h);
+	}
+	bl_heap_destroy(h);
+}
+
 /* ---- placement: the strategies really differ ---- */
 
 static void test_placement(void **state)
@@ -757,6 +789,7 @@ int main(void)
 		PER_STRATEGY(test_tiny_region),
 		PER_STRATEGY(test_resize),
 		PER_STRATEGY(test_heap_alignment),
+		PER_STRATEGY(test_lifo_batches),
 		PER_STRATEGY(test_random),
 	};
 
