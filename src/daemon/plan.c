@@ -1725,8 +1725,11 @@ int bl_plan_from_json(const json_t *in, const struct bl_alloc_hook *hook, json_t
 	if (!hook)
 		hook = &bl_alloc_malloc;
 	p = hook->malloc_fn(hook->ctx, sizeof *p);
-	if (!p)
+	if (!p) {
+		oom(&c);
+		*out = error_json(&e, NULL);
 		return BL_ENOMEM;
+	}
 	plan_init(p, hook);
 	if (!json_is_object(in)) {
 		rc = bad(&c, "the request must be a JSON object");
