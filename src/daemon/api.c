@@ -77,6 +77,17 @@ static void h_pool_backend(struct bl_daemon *d, struct bl_http_req *req, const c
 	bl_pools_set_backend(d->pools, req, param, param + strlen(param) + 1);
 }
 
+static void h_heartbeat(struct bl_daemon *d, struct bl_http_req *req, const char *param)
+{
+	bl_autoscaler_heartbeat(d->autoscaler, req, param);
+}
+
+static void h_autoscale(struct bl_daemon *d, struct bl_http_req *req, const char *param)
+{
+	(void)param;
+	bl_autoscaler_get(d->autoscaler, req);
+}
+
 static void h_memory_reserve(struct bl_daemon *d, struct bl_http_req *req, const char *param)
 {
 	(void)param;
@@ -109,6 +120,8 @@ static const struct route routes[] = {
 	{"GET", "/v1/budgets/{}", h_budget, false},
 	{"POST", "/v1/memory/reserve", h_memory_reserve, true},
 	{"GET", "/v1/pools", h_pools, false},
+	{"POST", "/v1/workers/{}/heartbeat", h_heartbeat, true},
+	{"GET", "/v1/autoscale", h_autoscale, false},
 	{"GET", "/v1/pools/{}", h_pool, false},
 	{"POST", "/v1/pools/{}/backends/{}", h_pool_backend, true},
 	{"GET", "/v1/memory", h_memory, false},
@@ -393,6 +406,7 @@ static void h_metrics(struct bl_daemon *d, struct bl_http_req *req, const char *
 		       (unsigned long long)d->snapshot_failures, (double)d->snapshot_last_ms / 1000.0);
 	bl_budgets_write_metrics(d->budgets, &t);
 	bl_pools_write_metrics(d->pools, &t);
+	bl_autoscaler_write_metrics(d->autoscaler, &t);
 	write_daemon_memory(d, &t);
 	bl_metrics_write_http(d->metrics, &t);
 	bl_metrics_write_process(d->metrics, &t);
@@ -411,7 +425,6 @@ static void h_state(struct bl_daemon *d, struct bl_http_req *req, const char *pa
 	struct bl_http_stats hs;
 	struct bl_process_stats ps;
 	json_t *doc, *budgets, *pools;
-	const char *unenforced = "validated; not enforced by this version";
 
 	bl_http_server_stats(d->http, &hs);
 	bl_process_stats_read(&ps);
@@ -459,9 +472,7 @@ static void h_state(struct bl_daemon *d, struct bl_http_req *req, const char *pa
 		"open_fds", (json_int_t)ps.open_fds, "max_fds", (json_int_t)ps.max_fds,
 
 		"budgets", budgets, "pools", pools, "memory", bl_budgets_memory_json(d->budgets),
-		"autoscaler",
-		d->cfg->autoscaler.configured ? json_pack("{s:s}", "status", unenforced)
-					      : json_null());
+		"autoscaler", bl_autoscaler_json(d->autoscaler));
 	bl_http_respond_json(req, 200, doc, NULL);
 }
 

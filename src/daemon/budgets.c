@@ -23,6 +23,7 @@
 #include "ballast/error.h"
 #include "ballast/lease.h"
 #include "ballast/membudget.h"
+#include "ballast/planner.h"
 #include "ballast/ratelimit_headers.h"
 #include "ballast/slab.h"
 #include "ballast/units.h"
@@ -42,6 +43,7 @@
 #define MAX_PROVIDER_HEADERS 64
 #define CONCURRENCY_RETRY_MS 100 /* retry hint when only a release can help */
 #define KEY_MAX 256              /* bytes of a consistent_hash key */
+#define WORKER_ID_MAX 63         /* bytes of a worker id on acquire */
 #define DEFAULT_POOL_TTL_MS 120000 /* lease TTL of a pool acquire without a budget */
 
 struct budget_rt;
@@ -64,6 +66,7 @@ struct waiter {
 	size_t key_len;
 	bool has_key;
 	bool named[BL_DIM_COUNT];    /* dimensions the request named */
+	char worker[WORKER_ID_MAX + 1]; /* the worker that asked ("worker"), or "" */
 	uint64_t mem_bytes;          /* memory: bytes asked for */
 	enum bl_mem_priority mem_prio; /* memory: its priority */
 	struct bl_http_req *req;     /* answered when admitted, timed out or cancelled */
@@ -89,6 +92,7 @@ struct lease_rt {
 	uint64_t be_ticket;
 	bool has_backend;            /* choice is a call to a pool backend */
 	struct bl_pool_choice choice;
+	char worker[WORKER_ID_MAX + 1]; /* the worker holding it ("worker" on acquire), or "" */
 	uint64_t mem_bytes;          /* memory: bytes reserved */
 	enum bl_mem_priority mem_prio; /* memory: its priority */
 	uint64_t ticket;             /* from the core, for release */
@@ -1011,6 +1015,7 @@ static int finish_grant(struct bl_budgets *bs, struct waiter *w, struct lease_rt
 	l->acquired_ns = now;
 	l->node.expires_ns = now + w->ttl_ms * BL_NS_PER_MS;
 	snprintf(l->tenant, sizeof l->tenant, "%s", w->tenant);
+	snprintf(l->worker, sizeof l->worker, "%s", w->worker);
 	rc = lease_insert(bs, l);
 	if (rc != 0) {
 		bl_http_respond_error(w->req, 503, "overloaded",
@@ -1277,11 +1282,11 @@ void bl_budgets_acquire(struct bl_budgets *bs, struct bl_http_req *req)
 {
 	static const char *const allowed[] = {"budget", "requests", "tokens", "input_tokens",
 					      "output_tokens", "tenant", "priority", "wait_ms",
-					      "ttl_ms", "pool", "key", NULL};
+					      "ttl_ms", "pool", "key", "worker", NULL};
 	struct bl_json_error e = {0};
 	struct bl_json_fields fields, *body = &fields;
 	const char *name = NULL, *tenant = DEFAULT_TENANT, *prio = "normal", *pool_name = NULL,
-		   *key = NULL;
+		   *key = NULL, *worker = "";
 	struct budget_rt *br = NULL;
 	struct bl_pool *pool = NULL;
 	struct waiter *w = NULL;
@@ -1296,7 +1301,8 @@ void bl_budgets_acquire(struct bl_budgets *bs, struct bl_http_req *req)
 		return;
 	if (bl_json_get_string(body, "budget", 128, &name, &e) < 0 ||
 	    bl_json_get_string(body, "pool", 128, &pool_name, &e) < 0 ||
-	    bl_json_get_string(body, "key", KEY_MAX, &key, &e) < 0)
+	    bl_json_get_string(body, "key", KEY_MAX, &key, &e) < 0 ||
+	    bl_json_get_string(body, "worker", WORKER_ID_MAX, &worker, &e) < 0)
 		goto bad;
 	if (!name && !pool_name) {
 		bl_http_respond_error(req, 400, "invalid_field",
@@ -1358,6 +1364,7 @@ void bl_budgets_acquire(struct bl_budgets *bs, struct bl_http_req *req)
 	w->start_ns = (uint64_t)mono_now(); /* waited_ms counts from here */
 	w->wait_ms = wait_ms;
 	snprintf(w->tenant, sizeof w->tenant, "%s", tenant);
+	snprintf(w->worker, sizeof w->worker, "%s", worker);
 	memcpy(w->named, named, sizeof named);
 	if (key) {
 		w->key_len = strlen(key);
@@ -2959,3 +2966,57 @@ void bl_budgets_destroy(struct bl_budgets *bs)
 	bl_slab_destroy(bs->waiter_pool);
 	free(bs);
 }
+
+/* ---- for the autoscaler ------------------------------------------------------- */
+
+struct worker_walk {
+	void (*fn)(void *ctx, const char *worker, const char *budget);
+	void *ctx;
+};
+
+static void walk_worker_lease(struct bl_lease_node *n, void *ctx)
+{
+	struct worker_walk *ww = ctx;
+	struct lease_rt *l = BL_CONTAINER_OF(n, struct lease_rt, node);
+
+	if (!l->memory && l->worker[0])
+		ww->fn(ww->ctx, l->worker, l->budget ? l->budget->name
+				      : l->be_budget ? l->be_budget->name : "");
+}
+
+void bl_budgets_worker_leases(struct bl_budgets *bs,
+			      void (*fn)(void *ctx, const char *worker, const char *budget),
+			      void *ctx)
+{
+	struct worker_walk ww = {fn, ctx};
+
+	bl_lease_foreach(bs->leases, walk_worker_lease, &ww);
+}
+
+int bl_budgets_planner_budget(struct bl_budgets *bs, const char *name,
+			      struct bl_planner_budget *out)
+{
+	struct budget_rt *br = find_budget(bs, name, false);
+	struct bl_budget_stats st;
+	int worst = -1;
+
+	if (!br)
+		return BL_ENOENT;
+	bl_budget_stats(&br->b, mono_now(), &st);
+	/* The most used limited dimension is the one that binds. */
+	for (int d = 0; d < BL_DIM_COUNT; d++)
+		if (st.dim[d].limit && (worst < 0 || st.dim[d].utilization > st.dim[worst].utilization))
+			worst = d;
+	out->name = br->name;
+	out->queue_length = bl_waitq_length(&br->q);
+	out->target_utilization = br->limits.target_utilization;
+	out->utilization = worst >= 0 ? st.dim[worst].utilization : 0;
+	out->admitted_per_s = worst >= 0 ? st.dim[worst].rate_per_s : 0;
+	/* A budget limited only by concurrency is the bottleneck when full. */
+	if (worst < 0 && br->limits.concurrent) {
+		out->utilization = (double)st.in_flight / br->limits.concurrent;
+		out->target_utilization = 1.0;
+	}
+	return 0;
+}
+

@@ -71,6 +71,19 @@ void bl_budgets_memory_get(struct bl_budgets *bs, struct bl_http_req *req);
  * the config has no memory section), for /v1/state. */
 json_t *bl_budgets_memory_json(struct bl_budgets *bs);
 
+/* Calls fn for each live lease whose acquire named a "worker", with the
+ * budget it holds ("" for a pool-only lease). For the autoscaler. */
+void bl_budgets_worker_leases(struct bl_budgets *bs,
+			      void (*fn)(void *ctx, const char *worker, const char *budget),
+			      void *ctx);
+
+/* Fills the planner's view of budget `name` (queue, utilization of its most
+ * used dimension, its target, its rate); busy_workers and per_worker_per_s
+ * are left as they are. Returns 0 or BL_ENOENT. */
+struct bl_planner_budget;
+int bl_budgets_planner_budget(struct bl_budgets *bs, const char *name,
+			      struct bl_planner_budget *out);
+
 /* The daemon pools this module owns: fills up to cap names and stats,
  * returns how many. */
 size_t bl_budgets_object_pools(struct bl_budgets *bs, const char **names, struct bl_slab_stats *ss,

@@ -16,6 +16,8 @@
 /* SIGTERM must end the process within 5 s: connections get this long to
  * finish, the final snapshot the rest. */
 #define DRAIN_DEADLINE_MS 4000
+/* Longest SIGTERM-to-SIGKILL for supervised workers at shutdown: inside the drain. */
+#define WORKER_GRACE_CAP_NS (INT64_C(3) * BL_NS_PER_S)
 /* Longest token file accepted. */
 #define MAX_TOKEN_BYTES 4096
 
@@ -119,14 +121,6 @@ static void log_diags(const struct bl_diags *diags, const char *what)
 		       bl_log_quote(qpath, sizeof qpath, g->path[0] ? g->path : "-"),
 		       bl_log_quote(qmsg + 350, sizeof qmsg - 350, g->message));
 	}
-}
-
-/* Says, once per start or reload, which configured sections are validated
- * but not yet acted on by this version: never silently ignored. */
-static void log_unenforced(const struct bl_config *cfg)
-{
-	if (cfg->autoscaler.configured)
-		bl_log(BL_LOG_WARN, "autoscaler is validated but not acted on by this version", NULL);
 }
 
 /* ---- snapshots -------------------------------------------------------- */
@@ -362,6 +356,11 @@ int bl_daemon_reload(struct bl_daemon *d, bool dry_run, struct bl_diags *diags, 
 			add_diag(dg, d->config_path, "budgets", why);
 			goto refused;
 		}
+		if (bl_autoscaler_check(next, why, sizeof why) != 0) {
+			rc = BL_EINVAL;
+			add_diag(dg, d->config_path, "autoscaler", why);
+			goto refused;
+		}
 		if (bl_pools_check(next, why, sizeof why) != 0) {
 			rc = BL_EINVAL;
 			add_diag(dg, d->config_path, "pools", why);
@@ -389,6 +388,7 @@ int bl_daemon_reload(struct bl_daemon *d, bool dry_run, struct bl_diags *diags, 
 			goto refused;
 		}
 	}
+	bl_autoscaler_apply(d->autoscaler, next, warnings);
 	/* Where and how we listen, and where state lives, need a restart. */
 	if (strcmp(next->listen, d->cfg->listen) != 0 || strcmp(next->state_dir, d->cfg->state_dir) != 0) {
 		char *tmp;
@@ -427,7 +427,6 @@ int bl_daemon_reload(struct bl_daemon *d, bool dry_run, struct bl_diags *diags, 
 	d->config_loaded_at_ms = bl_daemon_wall_ms();
 	d->last_reload_error[0] = '\0';
 	bl_log(BL_LOG_INFO, "config reloaded", "source=%s", d->config_path);
-	log_unenforced(next);
 	bl_diags_cleanup(&local);
 	return 0;
 
@@ -511,6 +510,8 @@ static void begin_shutdown(struct bl_daemon *d, const char *why)
 	uv_timer_stop(&d->snapshot_timer);
 	bl_log(BL_LOG_INFO, "draining", "signal=%s", why);
 	bl_budgets_shutdown(d->budgets);
+	/* Supervised workers get SIGTERM now and SIGKILL within the drain. */
+	bl_autoscaler_shutdown(d->autoscaler, WORKER_GRACE_CAP_NS, NULL, NULL);
 	uv_timer_start(&d->drain_deadline, on_drain_deadline, DRAIN_DEADLINE_MS, 0);
 	bl_http_server_drain(d->http, on_drained, d);
 }
@@ -650,13 +651,23 @@ int bl_daemon_run(const struct bl_daemon_options *opts)
 	uv_timer_init(d->loop, &d->drain_deadline);
 	d->snapshot_timer.data = d->drain_deadline.data = d;
 	schedule_snapshots(d);
+	{
+		char url[128];
+
+		snprintf(url, sizeof url, "http://%s", bl_http_server_address(d->http));
+		if (bl_autoscaler_create(d->loop, d->cfg, url, d->budgets, &d->autoscaler, err,
+					 sizeof err) != 0) {
+			bl_log(BL_LOG_ERROR, "cannot start", "error=%s",
+			       bl_log_quote(q, sizeof q, err));
+			goto out_loop;
+		}
+	}
 	d->ready = true;
 
 	bl_log(BL_LOG_INFO, "listening", "addr=%s version=%s config=%s pid=%d starts=%llu",
 	       bl_http_server_address(d->http), BL_VERSION,
 	       bl_log_quote(q, sizeof q, d->config_path ? d->config_path : "<default>"),
 	       (int)getpid(), (unsigned long long)d->starts);
-	log_unenforced(d->cfg);
 	if (d->restore.moved_aside)
 		bl_log(BL_LOG_WARN, "started clean: the previous snapshot was unusable",
 		       "moved_to=%s reason=%s", bl_log_quote(q, 150, d->restore.aside_path),
@@ -670,6 +681,8 @@ int bl_daemon_run(const struct bl_daemon_options *opts)
 out_loop:
 	if (d->http)
 		bl_http_server_close_all(d->http);
+	if (d->autoscaler)
+		bl_autoscaler_shutdown(d->autoscaler, 0, NULL, NULL);
 	if (d->budgets)
 		bl_budgets_shutdown(d->budgets);
 	uv_run(d->loop, UV_RUN_DEFAULT);
@@ -677,6 +690,7 @@ out_loop_closed:
 	uv_loop_close(d->loop);
 out:
 	bl_http_server_destroy(d->http);
+	bl_autoscaler_destroy(d->autoscaler);
 	bl_budgets_destroy(d->budgets); /* before the pools: leases point at backends */
 	bl_pools_destroy(d->pools);
 	bl_metrics_destroy(d->metrics);

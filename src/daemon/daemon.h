@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "autoscaler.h"
 #include "budgets.h"
 #include "config.h"
 #include "dmem.h"
@@ -38,6 +39,7 @@ struct bl_daemon {
 	struct bl_snapshot *snap;
 	struct bl_budgets *budgets;       /* rate budgets, memory, leases, waiters */
 	struct bl_pools *pools;           /* backend pools: breakers and balancers */
+	struct bl_autoscaler *autoscaler; /* NULL without an autoscaler section */
 	struct bl_dmem mem;               /* ballast's own memory: limits.daemon_memory */
 	uv_signal_t sig_term, sig_int, sig_hup;
 	uv_timer_t snapshot_timer;        /* periodic snapshot */

@@ -2,6 +2,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <math.h>
 #include <string.h>
 
 static void set_err(struct bl_json_error *err, const char *code, size_t offset, const char *fmt,
@@ -337,6 +338,28 @@ int bl_json_get_int(const struct bl_json_fields *obj, const char *key, int64_t m
 		return -1;
 	}
 	*out = f->num;
+	return 0;
+}
+
+int bl_json_get_double(const struct bl_json_fields *obj, const char *key, double min, double max,
+		       double *out, struct bl_json_error *err)
+{
+	const struct bl_json_field *f = field(obj, key);
+	double v;
+
+	if (!f || f->type == JSON_NULL)
+		return 1;
+	if (f->type == JSON_INTEGER)
+		v = (double)f->num;
+	else if (f->type == JSON_REAL)
+		v = json_real_value(f->value);
+	else
+		v = NAN;
+	if (!(v >= min && v <= max)) {
+		set_err(err, "invalid_field", 0, "field '%s' must be a number in %g..%g", key, min, max);
+		return -1;
+	}
+	*out = v;
 	return 0;
 }
 

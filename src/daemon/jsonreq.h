@@ -80,6 +80,9 @@ int bl_json_get_string(const struct bl_json_fields *obj, const char *key, size_t
 		       const char **out, struct bl_json_error *err);
 int bl_json_get_int(const struct bl_json_fields *obj, const char *key, int64_t min, int64_t max,
 		    int64_t *out, struct bl_json_error *err);
+/* A number (integer or not) in min..max. */
+int bl_json_get_double(const struct bl_json_fields *obj, const char *key, double min, double max,
+		       double *out, struct bl_json_error *err);
 /* An object member; *out is borrowed from obj. */
 int bl_json_get_object(const struct bl_json_fields *obj, const char *key, json_t **out,
 		       struct bl_json_error *err);

@@ -1,0 +1,907 @@
+/* The autoscaler's control loop. See autoscaler.h and
+ * docs/internals/autoscaler-loop.md. */
+#include "autoscaler.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ballast/error.h"
+#include "ballast/planner.h"
+#include "daemon.h"
+#include "exec_actuator.h"
+#include "jsonreq.h"
+#include "log.h"
+#include "supervisor.h"
+
+#define MAX_WORKERS 4096          /* heartbeat workers tracked */
+#define WORKER_ID_MAX 63
+#define DECISIONS_KEPT 32         /* recent decisions in GET /v1/autoscale */
+#define REASON_MAX 512
+#define SAMPLE_NS BL_NS_PER_S     /* demand sampling period (burst mode's buckets) */
+#define STALE_INTERVALS 3         /* a heartbeat older than this many intervals is missing */
+#define DEFAULT_CPU_REQUEST_M 1000 /* a supervised worker's CPU request: one core */
+
+/* What a worker last reported. */
+struct heartbeat {
+	char id[WORKER_ID_MAX + 1];
+	bool used;
+	bl_time_ns first_ns;          /* first heartbeat: its start, as far as we know */
+	bl_time_ns ready_since_ns;    /* when it last reported ready after not ready (or first) */
+	bl_time_ns at_ns;             /* last heartbeat */
+	double cpu_cores;             /* < 0: not reported */
+	double cpu_request_cores;     /* < 0: not reported */
+	double memory_bytes;          /* < 0: not reported */
+	double memory_request_bytes;  /* < 0: not reported */
+	double inflight;              /* < 0: not reported */
+	double queue;                 /* < 0: not reported */
+	bool ready;
+};
+
+/* The pods the planner sees: supervised workers and heartbeat workers, one
+ * entry per id, with the figures of both. */
+struct pod_view {
+	char id[WORKER_ID_MAX + 1];
+	struct bl_planner_pod pod;
+	bool has_cpu, has_mem;
+	double cpu_m, cpu_req_m, mem, mem_req;
+	double sampled_ago_s;
+	uint32_t leases;
+};
+
+struct decision {
+	int64_t at_ms;                /* wall clock */
+	int32_t current;
+	int32_t desired;
+	bool acted;                   /* the actuator was asked to change the count */
+	char reason[REASON_MAX];
+	double cpu_percent;           /* -1: not measured */
+	double memory_percent;
+	double inflight;
+	double queue;
+};
+
+struct bl_autoscaler {
+	uv_loop_t *loop;
+	struct bl_budgets *budgets;
+	struct bl_planner_config pc;
+	struct bl_cfg_autoscaler cfg;     /* scalars only: pointers are not kept */
+	char *budget;                     /* linked budget, or NULL */
+	enum bl_cfg_actuator actuator;
+	struct bl_supervisor *sup;
+	struct bl_exec_actuator *exec;
+	struct bl_planner_history hist;
+	struct bl_planner_panic_state panic;
+	struct bl_planner_window window;  /* demand samples for burst mode */
+	uv_timer_t tick;
+	uv_timer_t sampler;
+	int handles;                      /* open timers, for shutdown */
+	bool stopping;
+	int32_t current;                  /* what the last decision saw */
+	int32_t desired;                  /* what it asked for */
+	int32_t applied;                  /* exec/none: the count last carried out */
+	struct heartbeat *hb;             /* MAX_WORKERS */
+	/* Scratch for one decision, sized at creation (no allocation per tick). */
+	size_t cap;                       /* workers one decision can see */
+	struct pod_view *views;
+	struct bl_planner_pod *cpu_pods, *mem_pods;
+	struct bl_planner_usage *cpu_use, *mem_use;
+	struct bl_supervisor_worker *ws;
+	size_t ws_cap;
+	struct bl_planner_result *res;
+	struct decision decisions[DECISIONS_KEPT];
+	size_t n_decisions;               /* total made; the ring holds the last DECISIONS_KEPT */
+	uint64_t scale_ups;
+	uint64_t scale_downs;
+	uint64_t failures;                /* decisions the metrics could not make */
+	uint64_t heartbeats;
+	double last_cpu, last_mem, last_inflight, last_queue, last_budget_util;
+	void (*done)(void *);
+	void *done_ctx;
+};
+
+static bl_time_ns mono_now(void)
+{
+	return (bl_time_ns)uv_hrtime();
+}
+
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- configuration ---------------------------------------------------------- */
+
+static void planner_config_of(const struct bl_cfg_autoscaler *a, struct bl_planner_config *pc)
+{
+	bl_planner_config_default(pc);
+	pc->min_replicas = (int32_t)a->min_replicas;
+	pc->max_replicas = (int32_t)a->max_replicas;
+	pc->scale_up.stabilization_s = (int32_t)(a->scale_up_stabilization_ns / BL_NS_PER_S);
+	pc->scale_down.stabilization_s = (int32_t)(a->scale_down_stabilization_ns / BL_NS_PER_S);
+	pc->panic.stable_window_ns = a->stable_window_ns;
+	pc->panic.panic_window_ns = a->panic_window_ns;
+	pc->panic.threshold = a->panic_threshold < 1.1 ? 1.1 : a->panic_threshold;
+	/* Whole-second buckets, or coarser for long stable windows. */
+	pc->panic.granularity_ns = SAMPLE_NS;
+	while (pc->panic.stable_window_ns / pc->panic.granularity_ns > BL_PLANNER_WINDOW_BUCKETS)
+		pc->panic.granularity_ns *= 2;
+}
+
+int bl_autoscaler_check(const struct bl_config *cfg, char *err, size_t errcap)
+{
+	struct bl_planner_config pc;
+	char why[256];
+
+	if (!cfg->autoscaler.configured)
+		return 0;
+	planner_config_of(&cfg->autoscaler, &pc);
+	if (bl_planner_config_check(&pc, why, sizeof why) != 0) {
+		snprintf(err, errcap, "autoscaler: %s", why);
+		return BL_EINVAL;
+	}
+	if (cfg->autoscaler.actuator == BL_ACTUATOR_KUBERNETES) {
+		snprintf(err, errcap,
+			 "autoscaler.actuator.kind: kubernetes is not available in this version; use "
+			 "local, exec, or leave the actuator out (recommend only: read "
+			 "ballast_autoscaler_desired_replicas from KEDA or an HPA)");
+		return BL_EINVAL;
+	}
+	return 0;
+}
+
+/* ---- heartbeats --------------------------------------------------------------- */
+
+static struct heartbeat *hb_find(struct bl_autoscaler *as, const char *id, bool create)
+{
+	struct heartbeat *free_slot = NULL;
+
+	for (size_t i = 0; i < MAX_WORKERS; i++) {
+		struct heartbeat *h = &as->hb[i];
+
+		if (h->used && strcmp(h->id, id) == 0)
+			return h;
+		if (!h->used && !free_slot)
+			free_slot = h;
+	}
+	if (!create || !free_slot)
+		return NULL;
+	memset(free_slot, 0, sizeof *free_slot);
+	snprintf(free_slot->id, sizeof free_slot->id, "%s", id);
+	free_slot->used = true;
+	return free_slot;
+}
+
+static bool hb_fresh(const struct bl_autoscaler *as, const struct heartbeat *h, bl_time_ns now)
+{
+	return h->used && now - h->at_ns <= STALE_INTERVALS * as->cfg.interval_ns;
+}
+
+/* Forgets workers silent for ten intervals: they are gone. */
+static void hb_expire(struct bl_autoscaler *as, bl_time_ns now)
+{
+	for (size_t i = 0; i < MAX_WORKERS; i++)
+		if (as->hb[i].used && now - as->hb[i].at_ns > 10 * as->cfg.interval_ns)
+			as->hb[i].used = false;
+}
+
+static int get_number(const struct bl_json_fields *f, const char *key, double max, double *out,
+		      struct bl_json_error *e)
+{
+	double v;
+	int rc = bl_json_get_double(f, key, 0, max, &v, e);
+
+	if (rc == 0)
+		*out = v;
+	return rc < 0 ? -1 : 0;
+}
+
+void bl_autoscaler_heartbeat(struct bl_autoscaler *as, struct bl_http_req *req, const char *id)
+{
+	static const char *const allowed[] = {"cpu_cores", "cpu_request_cores", "memory_bytes",
+					      "memory_request_bytes", "inflight", "queue", "ready",
+					      NULL};
+	struct bl_json_error e = {0};
+	struct bl_json_fields f;
+	struct heartbeat h = {0}, *slot;
+	bool ready = true;
+	bl_time_ns now = mono_now();
+
+	if (bl_api_body(req, true, allowed, &f) != 0)
+		return;
+	if (!as) {
+		bl_http_respond_error(req, 404, "autoscaler_not_configured",
+				      "no autoscaler is configured: add an 'autoscaler:' section "
+				      "(docs/configuration.md#autoscaler)");
+		goto out;
+	}
+	if (strlen(id) > WORKER_ID_MAX) {
+		bl_http_respond_error(req, 400, "invalid_field",
+				      "worker id: at most %d bytes", WORKER_ID_MAX);
+		goto out;
+	}
+	h.cpu_cores = h.cpu_request_cores = h.memory_bytes = h.memory_request_bytes = h.inflight =
+		h.queue = -1;
+	if (get_number(&f, "cpu_cores", 1e6, &h.cpu_cores, &e) < 0 ||
+	    get_number(&f, "cpu_request_cores", 1e6, &h.cpu_request_cores, &e) < 0 ||
+	    get_number(&f, "memory_bytes", 1e18, &h.memory_bytes, &e) < 0 ||
+	    get_number(&f, "memory_request_bytes", 1e18, &h.memory_request_bytes, &e) < 0 ||
+	    get_number(&f, "inflight", 1e9, &h.inflight, &e) < 0 ||
+	    get_number(&f, "queue", 1e9, &h.queue, &e) < 0 ||
+	    bl_json_get_bool(&f, "ready", &ready, &e) < 0) {
+		bl_api_bad_request(req, &e);
+		goto out;
+	}
+	slot = hb_find(as, id, true);
+	if (!slot) {
+		bl_http_respond_error(req, 503, "overloaded",
+				      "%d workers are reporting already; heartbeats of more are refused",
+				      MAX_WORKERS);
+		goto out;
+	}
+	if (!slot->first_ns)
+		slot->first_ns = slot->ready_since_ns = now;
+	else if (ready && !slot->ready)
+		slot->ready_since_ns = now;
+	h.ready = ready;
+	memcpy(h.id, slot->id, sizeof h.id);
+	h.used = true;
+	h.first_ns = slot->first_ns;
+	h.ready_since_ns = slot->ready_since_ns;
+	h.at_ns = now;
+	*slot = h;
+	as->heartbeats++;
+	bl_http_respond_json(req, 200,
+			     json_pack("{s:s,s:I,s:I}", "worker", slot->id, "desired_replicas",
+				       (json_int_t)as->desired, "interval_ms",
+				       (json_int_t)(as->cfg.interval_ns / BL_NS_PER_MS)),
+			     NULL);
+out:
+	bl_json_fields_cleanup(&f);
+}
+
+/* ---- gathering metrics -------------------------------------------------------- */
+
+struct gather {
+	struct pod_view *pods;
+	size_t n, cap;
+	double inflight;       /* reported in flight, all workers */
+	bool has_inflight;
+	double queue;
+	bool has_queue;
+};
+
+static struct pod_view *view_of(struct gather *g, const char *id)
+{
+	for (size_t i = 0; i < g->n; i++)
+		if (strcmp(g->pods[i].id, id) == 0)
+			return &g->pods[i];
+	if (g->n == g->cap)
+		return NULL;
+	memset(&g->pods[g->n], 0, sizeof g->pods[g->n]);
+	snprintf(g->pods[g->n].id, sizeof g->pods[g->n].id, "%s", id);
+	g->pods[g->n].pod.phase = BL_PLANNER_POD_RUNNING;
+	g->pods[g->n].pod.ready = BL_PLANNER_READY_TRUE;
+	g->pods[g->n].cpu_req_m = -1;
+	g->pods[g->n].mem_req = -1;
+	return &g->pods[g->n++];
+}
+
+static void count_lease(void *ctx, const char *worker, const char *budget)
+{
+	struct gather *g = ctx;
+
+	(void)budget;
+	for (size_t i = 0; i < g->n; i++)
+		if (strcmp(g->pods[i].id, worker) == 0)
+			g->pods[i].leases++;
+}
+
+static void gather(struct bl_autoscaler *as, bl_time_ns now, struct gather *g)
+{
+	if (as->sup) {
+		size_t nw = bl_supervisor_workers(as->sup, as->ws, as->ws_cap);
+
+		for (size_t i = 0; i < nw && i < as->ws_cap; i++) {
+			struct bl_supervisor_worker *w = &as->ws[i];
+			struct pod_view *v;
+
+			if (w->state == BL_WORKER_EXITED || !(v = view_of(g, w->id)))
+				continue;
+			v->pod.has_start_time = true;
+			v->pod.start_time_s = (double)(w->started_ns - now) / 1e9;
+			v->pod.has_ready_transition = true;
+			v->pod.ready_transition_s = v->pod.start_time_s;
+			switch (w->state) {
+			case BL_WORKER_STARTING:
+				v->pod.ready = BL_PLANNER_READY_FALSE;
+				break;
+			case BL_WORKER_STOPPING:
+				v->pod.deleting = true;
+				break;
+			case BL_WORKER_BACKOFF:
+				v->pod.phase = BL_PLANNER_POD_FAILED;
+				break;
+			default:
+				break;
+			}
+			v->cpu_req_m = DEFAULT_CPU_REQUEST_M;
+			if (w->sampled_ns) {
+				v->has_cpu = true;
+				v->cpu_m = w->cpu_cores * 1000.0;
+				v->mem = (double)w->rss_bytes;
+				v->sampled_ago_s = (double)(now - w->sampled_ns) / 1e9;
+			}
+		}
+	}
+	for (size_t i = 0; i < MAX_WORKERS; i++) {
+		struct heartbeat *h = &as->hb[i];
+		struct pod_view *v;
+
+		if (!hb_fresh(as, h, now) || !(v = view_of(g, h->id)))
+			continue;
+		if (!as->sup) {
+			v->pod.has_start_time = true;
+			v->pod.start_time_s = (double)(h->first_ns - now) / 1e9;
+		}
+		v->pod.ready = h->ready ? BL_PLANNER_READY_TRUE : BL_PLANNER_READY_FALSE;
+		v->pod.has_ready_transition = true;
+		v->pod.ready_transition_s = (double)(h->ready_since_ns - now) / 1e9;
+		/* A worker's own figures win over /proc: it knows its request. */
+		if (h->cpu_cores >= 0) {
+			v->has_cpu = true;
+			v->cpu_m = h->cpu_cores * 1000.0;
+			v->sampled_ago_s = (double)(now - h->at_ns) / 1e9;
+		}
+		if (h->cpu_request_cores > 0)
+			v->cpu_req_m = h->cpu_request_cores * 1000.0;
+		else if (v->cpu_req_m < 0)
+			v->cpu_req_m = DEFAULT_CPU_REQUEST_M;
+		if (h->memory_bytes >= 0) {
+			v->mem = h->memory_bytes;
+			v->has_mem = true;
+		}
+		if (h->memory_request_bytes > 0)
+			v->mem_req = h->memory_request_bytes;
+		if (h->inflight >= 0) {
+			g->inflight += h->inflight;
+			g->has_inflight = true;
+		}
+		if (h->queue >= 0) {
+			g->queue += h->queue;
+			g->has_queue = true;
+		}
+	}
+	bl_budgets_worker_leases(as->budgets, count_lease, g);
+	/* The supervisor stops the least busy workers first, and holds those
+	 * with leases until their grace runs out. */
+	if (as->sup)
+		for (size_t i = 0; i < g->n; i++)
+			bl_supervisor_set_busy(as->sup, g->pods[i].id, g->pods[i].leases);
+}
+
+/* ---- deciding ----------------------------------------------------------------- */
+
+static int32_t current_replicas(struct bl_autoscaler *as, const struct gather *g)
+{
+	if (as->sup) {
+		struct bl_supervisor_stats st;
+
+		bl_supervisor_stats(as->sup, &st);
+		return (int32_t)st.current;
+	}
+	if (as->actuator == BL_ACTUATOR_NONE && g->n)
+		return (int32_t)g->n; /* the workers that report */
+	return as->applied;
+}
+
+/* Sets a band target from a config band (fractions) in percent. */
+static void band_target(const struct bl_cfg_band *b, struct bl_planner_target *t)
+{
+	t->band = true;
+	t->low = b->low * 100.0;
+	t->high = b->high * 100.0;
+	t->value = (t->low + t->high) / 2;
+}
+
+static void actuate(struct bl_autoscaler *as, int32_t desired)
+{
+	if (as->sup) {
+		bl_supervisor_scale(as->sup, (uint32_t)desired);
+	} else if (as->exec) {
+		bl_exec_actuator_request(as->exec, (uint32_t)desired);
+	}
+	as->applied = desired; /* exec: as asked; its failures are in its stats */
+}
+
+static void decide(struct bl_autoscaler *as)
+{
+	bl_time_ns now = mono_now();
+	struct pod_view *views = as->views;
+	struct gather g = {views, 0, as->cap, 0, false, 0, false};
+	struct bl_planner_pod *cpu_pods = as->cpu_pods, *mem_pods = as->mem_pods;
+	struct bl_planner_usage *cpu_use = as->cpu_use, *mem_use = as->mem_use;
+	size_t n_cpu_use = 0, n_mem_use = 0, n_mem_pods = 0;
+	struct bl_planner_metric m[BL_PLANNER_MAX_METRICS];
+	struct bl_planner_input in = {0};
+	struct bl_planner_result *res = as->res;
+	struct decision *d = &as->decisions[as->n_decisions % DECISIONS_KEPT];
+	size_t nm = 0;
+	int rc;
+
+	hb_expire(as, now);
+	gather(as, now, &g);
+	memset(m, 0, sizeof m);
+	as->last_cpu = as->last_mem = -1;
+	/* cpu: every worker with a CPU figure, Kubernetes-style. */
+	for (size_t i = 0; i < g.n; i++) {
+		struct pod_view *v = &views[i];
+
+		cpu_pods[i] = v->pod;
+		cpu_pods[i].name = v->id;
+		cpu_pods[i].has_request = v->cpu_req_m > 0;
+		cpu_pods[i].request = (int64_t)(v->cpu_req_m > 0 ? v->cpu_req_m : 0);
+		if (v->has_cpu)
+			cpu_use[n_cpu_use++] = (struct bl_planner_usage){
+				.pod = v->id, .usage = (int64_t)llround(v->cpu_m), .has_timestamp = true,
+				.timestamp_s = -v->sampled_ago_s,
+				.window_s = (double)as->cfg.interval_ns / 1e9};
+		if (v->has_mem && v->mem_req > 0) {
+			mem_pods[n_mem_pods] = cpu_pods[i];
+			mem_pods[n_mem_pods].has_request = true;
+			mem_pods[n_mem_pods].request = (int64_t)v->mem_req;
+			n_mem_pods++;
+			mem_use[n_mem_use++] = (struct bl_planner_usage){
+				.pod = v->id, .usage = (int64_t)llround(v->mem), .has_timestamp = true,
+				.timestamp_s = -v->sampled_ago_s,
+				.window_s = (double)as->cfg.interval_ns / 1e9};
+		}
+	}
+	/* No worker measures CPU (heartbeats without cpu_cores, no local
+	 * actuator): no cpu metric, rather than one that fails forever and so
+	 * blocks every scale-down. */
+	if (n_cpu_use == 0 && !as->sup)
+		goto no_cpu;
+	m[nm].kind = BL_PLANNER_METRIC_RESOURCE;
+	m[nm].name = "cpu";
+	m[nm].resource = (struct bl_planner_resource_metric){.resource = BL_PLANNER_CPU,
+							     .pods = cpu_pods, .pod_count = g.n,
+							     .usage = cpu_use,
+							     .usage_count = n_cpu_use};
+	band_target(&as->cfg.cpu, &m[nm].resource.target);
+	nm++;
+no_cpu:
+	if (n_mem_pods) {
+		m[nm].kind = BL_PLANNER_METRIC_RESOURCE;
+		m[nm].name = "memory";
+		m[nm].resource = (struct bl_planner_resource_metric){
+			.resource = BL_PLANNER_MEMORY, .pods = mem_pods, .pod_count = n_mem_pods,
+			.usage = mem_use, .usage_count = n_mem_use};
+		band_target(&as->cfg.memory, &m[nm].resource.target);
+		nm++;
+	}
+	as->last_inflight = g.inflight;
+	as->last_queue = g.queue;
+	if (as->cfg.inflight_per_replica > 0) {
+		/* In-flight work with burst mode: the demand window, sampled each second. */
+		m[nm].kind = BL_PLANNER_METRIC_DEMAND;
+		m[nm].name = "inflight";
+		bl_planner_window_read(&as->window, now, &m[nm].demand);
+		m[nm].demand.target_per_replica = as->cfg.inflight_per_replica;
+		nm++;
+	}
+	if (as->cfg.queue_per_replica > 0) {
+		struct bl_planner_budget qb = {0};
+		double total = g.queue;
+
+		if (as->budget && bl_budgets_planner_budget(as->budgets, as->budget, &qb) == 0)
+			total += (double)qb.queue_length;
+		m[nm].kind = BL_PLANNER_METRIC_AVERAGE;
+		m[nm].name = "queue";
+		m[nm].average.total = total;
+		m[nm].average.target.value = as->cfg.queue_per_replica;
+		as->last_queue = total;
+		nm++;
+	}
+	if (nm == 0) {
+		m[nm].kind = BL_PLANNER_METRIC_FAILED;
+		m[nm].name = "metrics";
+		m[nm].failure = "no worker reports any metric yet (heartbeats, or a local actuator)";
+		nm++;
+	}
+	in.current_replicas = current_replicas(as, &g);
+	in.now_ns = now;
+	in.metrics = m;
+	in.metric_count = nm;
+	in.panic = as->panic;
+	bl_planner_history_input(&as->hist, &in);
+	if (as->budget && bl_budgets_planner_budget(as->budgets, as->budget, &in.budget) == 0) {
+		/* Workers the budget keeps busy: those holding its leases. */
+		int32_t busy = 0;
+
+		for (size_t i = 0; i < g.n; i++)
+			busy += views[i].leases > 0;
+		in.budget.busy_workers = busy;
+		as->last_budget_util = in.budget.utilization;
+	}
+	rc = bl_planner_plan(&as->pc, &in, NULL, res, d->reason, sizeof d->reason);
+	d->at_ms = wall_ms();
+	d->current = in.current_replicas;
+	d->cpu_percent = -1;
+	d->memory_percent = -1;
+	for (size_t i = 0; i < res->metric_count && rc == 0; i++) {
+		if (res->metrics[i].status != 0 || m[i].kind != BL_PLANNER_METRIC_RESOURCE)
+			continue;
+		if (m[i].resource.resource == BL_PLANNER_CPU)
+			d->cpu_percent = as->last_cpu = res->metrics[i].resource.utilization_percent;
+		else
+			d->memory_percent = as->last_mem = res->metrics[i].resource.utilization_percent;
+	}
+	d->inflight = g.inflight;
+	d->queue = as->last_queue;
+	if (rc != 0) {
+		d->desired = in.current_replicas;
+		d->acted = false;
+		as->failures++;
+		bl_log(BL_LOG_WARN, "autoscaler could not plan", "error=%s", bl_strerror(rc));
+		goto out;
+	}
+	if (res->status != 0)
+		as->failures++;
+	if (res->record)
+		bl_planner_history_record(&as->hist, &as->pc, now, res->recommendation);
+	as->panic = res->panic;
+	d->desired = res->desired;
+	d->acted = res->desired != in.current_replicas && !res->scaling_disabled;
+	as->current = in.current_replicas;
+	as->desired = res->desired;
+	if (d->acted) {
+		char q[REASON_MAX + 64];
+
+		actuate(as, res->desired);
+		/* Recommend-only: nothing was resized here, so no scale event; the
+		 * next plan starts from the workers that really report. */
+		if (as->actuator != BL_ACTUATOR_NONE)
+			bl_planner_history_scaled(&as->hist, &as->pc, now, in.current_replicas,
+						  res->desired);
+		if (res->desired > in.current_replicas)
+			as->scale_ups++;
+		else
+			as->scale_downs++;
+		bl_log(BL_LOG_INFO, "autoscaler scales", "from=%d to=%d reason=%s",
+		       in.current_replicas, res->desired, bl_log_quote(q, sizeof q, d->reason));
+	} else if (as->sup || as->exec) {
+		/* Keep the actuator at the count even when nothing changes (a
+		 * crashed local worker is restarted by the supervisor itself). */
+		if (as->applied != res->desired)
+			actuate(as, res->desired);
+	}
+out:
+	as->n_decisions++;
+}
+
+static void on_tick(uv_timer_t *t)
+{
+	decide(t->data);
+}
+
+static void on_sample(uv_timer_t *t)
+{
+	struct bl_autoscaler *as = t->data;
+	bl_time_ns now = mono_now();
+	double total = 0;
+
+	/* Demand = in-flight work reported by fresh heartbeats plus leases
+	 * that name a worker (whichever is larger: they count the same calls). */
+	for (size_t i = 0; i < MAX_WORKERS; i++)
+		if (hb_fresh(as, &as->hb[i], now) && as->hb[i].inflight > 0)
+			total += as->hb[i].inflight;
+	bl_planner_window_record(&as->window, now, total);
+}
+
+/* ---- lifetime ----------------------------------------------------------------- */
+
+static void copy_cfg(struct bl_autoscaler *as, const struct bl_cfg_autoscaler *a)
+{
+	as->cfg = *a;
+	as->cfg.command = NULL;
+	as->cfg.budget = NULL;
+	as->cfg.k8s_namespace = NULL;
+	as->cfg.k8s_deployment = NULL;
+	planner_config_of(a, &as->pc);
+}
+
+int bl_autoscaler_create(uv_loop_t *loop, const struct bl_config *cfg, const char *ballast_url,
+			 struct bl_budgets *budgets, struct bl_autoscaler **out, char *err,
+			 size_t errcap)
+{
+	const struct bl_cfg_autoscaler *a = &cfg->autoscaler;
+	struct bl_autoscaler *as;
+	int rc;
+
+	*out = NULL;
+	if (!a->configured)
+		return 0;
+	rc = bl_autoscaler_check(cfg, err, errcap);
+	if (rc != 0)
+		return rc;
+	as = calloc(1, sizeof *as);
+	if (!as) {
+		snprintf(err, errcap, "out of memory creating the autoscaler");
+		return BL_ENOMEM;
+	}
+	as->cap = MAX_WORKERS + 2 * (size_t)a->max_replicas;
+	as->ws_cap = 2 * (size_t)a->max_replicas + BL_SUPERVISOR_HISTORY_MAX;
+	if (!(as->hb = calloc(MAX_WORKERS, sizeof *as->hb)) ||
+	    !(as->views = calloc(as->cap, sizeof *as->views)) ||
+	    !(as->cpu_pods = calloc(as->cap, sizeof *as->cpu_pods)) ||
+	    !(as->mem_pods = calloc(as->cap, sizeof *as->mem_pods)) ||
+	    !(as->cpu_use = calloc(as->cap, sizeof *as->cpu_use)) ||
+	    !(as->mem_use = calloc(as->cap, sizeof *as->mem_use)) ||
+	    !(as->ws = calloc(as->ws_cap, sizeof *as->ws)) ||
+	    !(as->res = calloc(1, sizeof *as->res)) ||
+	    (a->budget && !(as->budget = strdup(a->budget)))) {
+		bl_autoscaler_destroy(as);
+		snprintf(err, errcap, "out of memory creating the autoscaler");
+		return BL_ENOMEM;
+	}
+	as->loop = loop;
+	as->budgets = budgets;
+	as->actuator = a->actuator;
+	copy_cfg(as, a);
+	bl_planner_history_init(&as->hist);
+	bl_planner_window_init(&as->window, &as->pc.panic);
+	as->applied = (int32_t)a->min_replicas;
+	as->current = as->desired = (int32_t)a->min_replicas;
+	if (a->actuator == BL_ACTUATOR_LOCAL) {
+		struct bl_supervisor_config sc;
+
+		bl_supervisor_config_defaults(&sc);
+		sc.argv = (const char *const *)a->command;
+		sc.ballast_url = ballast_url;
+		sc.min_replicas = a->min_replicas;
+		sc.max_replicas = a->max_replicas;
+		sc.grace_ns = a->grace_ns;
+		rc = bl_supervisor_create(loop, &sc, &as->sup, err, errcap);
+	} else if (a->actuator == BL_ACTUATOR_EXEC) {
+		struct bl_exec_actuator_config ec;
+
+		bl_exec_actuator_config_defaults(&ec);
+		ec.argv = (const char *const *)a->command;
+		rc = bl_exec_actuator_create(loop, &ec, &as->exec, err, errcap);
+	}
+	if (rc != 0) {
+		bl_autoscaler_destroy(as);
+		return rc;
+	}
+	/* As Kubernetes does when it first sees a pool: the count it starts at
+	 * is the first recommendation, so nothing scales down on the first pass. */
+	bl_planner_history_record(&as->hist, &as->pc, mono_now(), as->applied);
+	actuate(as, as->applied);
+	uv_timer_init(loop, &as->tick);
+	uv_timer_init(loop, &as->sampler);
+	as->tick.data = as->sampler.data = as;
+	as->handles = 2;
+	uv_timer_start(&as->tick, on_tick, (uint64_t)(a->interval_ns / BL_NS_PER_MS),
+		       (uint64_t)(a->interval_ns / BL_NS_PER_MS));
+	uv_timer_start(&as->sampler, on_sample, SAMPLE_NS / BL_NS_PER_MS, SAMPLE_NS / BL_NS_PER_MS);
+	bl_log(BL_LOG_INFO, "autoscaler started", "actuator=%s min=%u max=%u interval_ms=%lld",
+	       bl_cfg_actuator_name(a->actuator), a->min_replicas, a->max_replicas,
+	       (long long)(a->interval_ns / BL_NS_PER_MS));
+	*out = as;
+	return 0;
+}
+
+void bl_autoscaler_apply(struct bl_autoscaler *as, const struct bl_config *cfg, json_t *warnings)
+{
+	const struct bl_cfg_autoscaler *a = &cfg->autoscaler;
+
+	if (!as) {
+		if (a->configured) {
+			bl_log(BL_LOG_WARN, "autoscaler added in the config; restart to start it", NULL);
+			if (warnings)
+				json_array_append_new(warnings,
+						      json_string("autoscaler added: restart to start it"));
+		}
+		return;
+	}
+	if (!a->configured || a->actuator != as->actuator) {
+		bl_log(BL_LOG_WARN, "autoscaler removed or its actuator changed; restart to apply",
+		       NULL);
+		if (warnings)
+			json_array_append_new(warnings,
+					      json_string("autoscaler actuator changed: restart to apply"));
+		if (!a->configured)
+			return;
+	}
+	copy_cfg(as, a);
+	free(as->budget);
+	as->budget = a->budget ? strdup(a->budget) : NULL;
+	uv_timer_set_repeat(&as->tick, (uint64_t)(a->interval_ns / BL_NS_PER_MS));
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+	struct bl_autoscaler *as = h->data;
+
+	if (--as->handles == 0 && !as->sup && as->done)
+		as->done(as->done_ctx);
+}
+
+static void on_workers_gone(void *ctx)
+{
+	struct bl_autoscaler *as = ctx;
+
+	as->sup = as->sup; /* kept for destroy */
+	if (as->done)
+		as->done(as->done_ctx);
+}
+
+static void on_exec_gone(void *ctx)
+{
+	(void)ctx;
+}
+
+void bl_autoscaler_shutdown(struct bl_autoscaler *as, int64_t grace_cap_ns, void (*done)(void *),
+			    void *ctx)
+{
+	if (!as) {
+		if (done)
+			done(ctx);
+		return;
+	}
+	as->stopping = true;
+	as->done = done;
+	as->done_ctx = ctx;
+	uv_timer_stop(&as->tick);
+	uv_timer_stop(&as->sampler);
+	if (as->exec)
+		bl_exec_actuator_shutdown(as->exec, on_exec_gone, as);
+	if (as->sup) {
+		int64_t grace = as->cfg.grace_ns < grace_cap_ns ? as->cfg.grace_ns : grace_cap_ns;
+
+		bl_supervisor_shutdown(as->sup, grace, on_workers_gone, as);
+	}
+	uv_close((uv_handle_t *)&as->tick, on_timer_closed);
+	uv_close((uv_handle_t *)&as->sampler, on_timer_closed);
+}
+
+void bl_autoscaler_destroy(struct bl_autoscaler *as)
+{
+	if (!as)
+		return;
+	bl_supervisor_destroy(as->sup);
+	bl_exec_actuator_destroy(as->exec);
+	free(as->budget);
+	free(as->hb);
+	free(as->views);
+	free(as->cpu_pods);
+	free(as->mem_pods);
+	free(as->cpu_use);
+	free(as->mem_use);
+	free(as->ws);
+	free(as->res);
+	free(as);
+}
+
+/* ---- views -------------------------------------------------------------------- */
+
+static json_t *num_or_null(double v)
+{
+	return v >= 0 ? json_real(v) : json_null();
+}
+
+json_t *bl_autoscaler_json(struct bl_autoscaler *as)
+{
+	json_t *decisions, *workers, *o;
+	bl_time_ns now = mono_now();
+	size_t first, n;
+
+	if (!as)
+		return json_null();
+	decisions = json_array();
+	n = as->n_decisions < DECISIONS_KEPT ? as->n_decisions : DECISIONS_KEPT;
+	first = as->n_decisions - n;
+	for (size_t i = as->n_decisions; i-- > first;) {
+		const struct decision *d = &as->decisions[i % DECISIONS_KEPT];
+
+		json_array_append_new(decisions,
+				      json_pack("{s:I,s:i,s:i,s:b,s:s,s:o,s:o,s:f,s:f}", "at_ms",
+						(json_int_t)d->at_ms, "current", d->current, "desired",
+						d->desired, "scaled", d->acted, "reason", d->reason,
+						"cpu_percent", num_or_null(d->cpu_percent),
+						"memory_percent", num_or_null(d->memory_percent),
+						"inflight", d->inflight, "queue", d->queue));
+	}
+	workers = json_array();
+	if (as->sup) {
+		struct bl_supervisor_worker *ws = as->ws;
+		size_t nw = bl_supervisor_workers(as->sup, ws, as->ws_cap);
+
+		for (size_t i = 0; i < nw && i < as->ws_cap; i++)
+			json_array_append_new(
+				workers,
+				json_pack("{s:s,s:s,s:i,s:i,s:f,s:I,s:i}", "id", ws[i].id, "state",
+					  bl_supervisor_state_name(ws[i].state), "pid", ws[i].pid,
+					  "restarts", (int)ws[i].restarts, "cpu_cores", ws[i].cpu_cores,
+					  "rss_bytes", (json_int_t)ws[i].rss_bytes, "leases",
+					  (int)ws[i].leases));
+	}
+	for (size_t i = 0; i < MAX_WORKERS; i++) {
+		const struct heartbeat *h = &as->hb[i];
+
+		if (!h->used)
+			continue;
+		json_array_append_new(
+			workers,
+			json_pack("{s:s,s:s,s:b,s:I,s:o,s:o,s:o}", "id", h->id, "source", "heartbeat",
+				  "ready", h->ready, "last_heartbeat_ms_ago",
+				  (json_int_t)((now - h->at_ns) / BL_NS_PER_MS), "stale",
+				  json_boolean(!hb_fresh(as, h, now)), "cpu_cores",
+				  num_or_null(h->cpu_cores), "inflight", num_or_null(h->inflight)));
+	}
+	o = json_pack("{s:s,s:i,s:i,s:i,s:i,s:I,s:{s:o,s:o,s:f,s:f,s:o},s:{s:b,s:i},s:I,s:I,s:I,"
+		      "s:o,s:o}",
+		      "actuator", bl_cfg_actuator_name(as->actuator), "current_replicas",
+		      as->current, "desired_replicas", as->desired, "min_replicas",
+		      as->pc.min_replicas, "max_replicas", as->pc.max_replicas, "interval_ms",
+		      (json_int_t)(as->cfg.interval_ns / BL_NS_PER_MS), "metrics", "cpu_percent",
+		      num_or_null(as->last_cpu), "memory_percent", num_or_null(as->last_mem),
+		      "inflight", as->last_inflight, "queue", as->last_queue,
+		      "budget_utilization", as->budget ? json_real(as->last_budget_util) : json_null(),
+		      "panic", "active", as->panic.panicking, "max_panic_replicas",
+		      as->panic.max_panic_pods, "scale_ups", (json_int_t)as->scale_ups, "scale_downs",
+		      (json_int_t)as->scale_downs, "failed_decisions", (json_int_t)as->failures,
+		      "decisions", decisions, "workers", workers);
+	return o;
+}
+
+void bl_autoscaler_get(struct bl_autoscaler *as, struct bl_http_req *req)
+{
+	if (!as) {
+		bl_http_respond_error(req, 404, "autoscaler_not_configured",
+				      "no autoscaler is configured: add an 'autoscaler:' section "
+				      "(docs/configuration.md#autoscaler)");
+		return;
+	}
+	bl_http_respond_json(req, 200, bl_autoscaler_json(as), NULL);
+}
+
+void bl_autoscaler_write_metrics(struct bl_autoscaler *as, struct bl_text *t)
+{
+	if (!as)
+		return;
+	bl_text_printf(t,
+		       "# HELP ballast_autoscaler_desired_replicas Workers the last plan asked for.\n"
+		       "# TYPE ballast_autoscaler_desired_replicas gauge\n"
+		       "ballast_autoscaler_desired_replicas %d\n"
+		       "# HELP ballast_autoscaler_current_replicas Workers the last plan saw.\n"
+		       "# TYPE ballast_autoscaler_current_replicas gauge\n"
+		       "ballast_autoscaler_current_replicas %d\n"
+		       "# HELP ballast_autoscaler_panic 1 while burst (panic) mode holds.\n"
+		       "# TYPE ballast_autoscaler_panic gauge\nballast_autoscaler_panic %d\n"
+		       "# HELP ballast_autoscaler_scale_events_total Scale changes, by direction.\n"
+		       "# TYPE ballast_autoscaler_scale_events_total counter\n"
+		       "ballast_autoscaler_scale_events_total{direction=\"up\"} %llu\n"
+		       "ballast_autoscaler_scale_events_total{direction=\"down\"} %llu\n"
+		       "# HELP ballast_autoscaler_metric Utilization (percent) or total per metric "
+		       "the last plan read.\n# TYPE ballast_autoscaler_metric gauge\n",
+		       as->desired, as->current, as->panic.panicking ? 1 : 0,
+		       (unsigned long long)as->scale_ups, (unsigned long long)as->scale_downs);
+	if (as->last_cpu >= 0)
+		bl_text_printf(t, "ballast_autoscaler_metric{metric=\"cpu_percent\"} %.2f\n",
+			       as->last_cpu);
+	if (as->last_mem >= 0)
+		bl_text_printf(t, "ballast_autoscaler_metric{metric=\"memory_percent\"} %.2f\n",
+			       as->last_mem);
+	bl_text_printf(t,
+		       "ballast_autoscaler_metric{metric=\"inflight\"} %.2f\n"
+		       "ballast_autoscaler_metric{metric=\"queue\"} %.2f\n",
+		       as->last_inflight, as->last_queue);
+}

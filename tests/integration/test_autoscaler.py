@@ -1,0 +1,218 @@
+"""The autoscaler's control loop against the real daemon: the local actuator with
+real worker processes scaling out and in on their in-flight work, the exec
+actuator, recommend-only with heartbeats, the budget cap, and the API."""
+import json
+import os
+import re
+import tempfile
+import time
+import unittest
+
+from harness import SOURCE_DIR, Daemon
+
+WORKER = os.path.join(SOURCE_DIR, "tests", "integration", "data", "worker.py")
+
+
+def autoscale(d):
+    return d.get_json("/v1/autoscale")
+
+
+def wait_for(test, fn, timeout=20, what=""):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(0.2)
+    test.fail("timed out waiting for %s (last: %r)" % (what, last))
+
+
+def live_workers(doc):
+    return [w for w in doc["workers"] if w.get("state") in ("starting", "running")]
+
+
+class Local(unittest.TestCase):
+    def test_scales_out_on_demand_and_back_in(self):
+        tmp = tempfile.mkdtemp(prefix="ballast-as-")
+        demand = os.path.join(tmp, "demand")
+        with open(demand, "w") as f:
+            f.write("4")
+        os.environ["WORKER_DEMAND_FILE"] = demand  # inherited by the daemon and its workers
+        cfg = """
+state_dir: {state_dir}
+autoscaler:
+  min_replicas: 2
+  max_replicas: 6
+  interval: 1s
+  targets: {inflight_per_replica: 2}
+  stable_window: 4s
+  panic: {window: 2s}
+  stabilization: {down: 2s}
+  actuator:
+    kind: local
+    command: ["python3", "%s"]
+    grace: 2s
+""" % WORKER
+        d = Daemon(cfg).start()
+        try:
+            # Each worker reports 4 in flight at 2 per replica: the pool doubles
+            # until max_replicas.
+            doc = wait_for(self, lambda: (lambda a: a if a["current_replicas"] == 6 else None)(
+                autoscale(d)), what="6 replicas")
+            self.assertEqual(doc["desired_replicas"], 6)
+            self.assertEqual(len(live_workers(doc)), 6)
+            pids = {w["pid"] for w in live_workers(doc)}
+            self.assertEqual(len(pids), 6)
+            for pid in pids:
+                os.kill(pid, 0)  # real processes
+            ups = [x for x in doc["decisions"] if x["scaled"] and x["desired"] > x["current"]]
+            self.assertTrue(ups)
+            self.assertRegex(ups[-1]["reason"], r"inflight .* per replica")
+            d.wait_log(r'msg="autoscaler scales" from=2 to=')
+            _, _, b = d.request("GET", "/metrics")
+            self.assertRegex(b.decode(), r"ballast_autoscaler_desired_replicas 6")
+            # Demand gone: back to min_replicas once the down stabilization passes,
+            # and the stopped workers are gone.
+            with open(demand, "w") as f:
+                f.write("0")
+            doc = wait_for(self, lambda: (lambda a: a if a["current_replicas"] == 2 else None)(
+                autoscale(d)), what="2 replicas")
+            time.sleep(0.5)
+            for pid in pids - {w["pid"] for w in live_workers(autoscale(d))}:
+                self.assertFalse(os.path.exists("/proc/%d/stat" % pid) and
+                                 open("/proc/%d/stat" % pid).read().split()[2] != "Z",
+                                 "worker %d still running" % pid)
+            self.assertGreaterEqual(autoscale(d)["scale_downs"], 1)
+        finally:
+            os.environ.pop("WORKER_DEMAND_FILE", None)
+            self.assertEqual(d.stop(), 0)
+        # The daemon's stop took its workers with it.
+        for pid in pids:
+            try:
+                st = open("/proc/%d/stat" % pid).read().split()[2]
+            except OSError:
+                continue
+            self.assertEqual(st, "Z")
+
+
+class RecommendOnly(unittest.TestCase):
+    CFG = """
+state_dir: {state_dir}
+budgets:
+  api: {limits: {concurrent: 2}, max_queue: 100}
+autoscaler:
+  min_replicas: 1
+  max_replicas: 20
+  interval: 1s
+  targets: {queue_per_replica: 1}
+  budget: api
+"""
+
+    def setUp(self):
+        self.d = Daemon(self.CFG).start()
+
+    def tearDown(self):
+        self.d.stop()
+
+    def beat(self, wid, **body):
+        s, _, b = self.d.request("POST", "/v1/workers/%s/heartbeat" % wid, body=body)
+        return s, json.loads(b)
+
+    def test_heartbeats_drive_the_recommendation(self):
+        d = self.d
+        for i in range(3):
+            s, doc = self.beat("w%d" % i, queue=4, inflight=1, cpu_cores=0.5,
+                               cpu_request_cores=1, ready=True)
+            self.assertEqual(s, 200, doc)
+        # 12 queued at 1 per replica over 3 workers asks for 12; Kubernetes'
+        # default scale-up policy (max of +100 % and +4 pods per 15 s) allows 7.
+        doc = wait_for(self, lambda: (lambda a: a if a["desired_replicas"] == 7 else None)(
+            autoscale(d)), what="desired 7")
+        self.assertEqual(doc["actuator"], "none")
+        self.assertEqual(doc["current_replicas"], 3)
+        self.assertRegex(doc["decisions"][0]["reason"],
+                         r"queue 4 > 1 per replica over 3 replicas → 12; capped by scale-up policy")
+        _, _, b = d.request("GET", "/metrics")
+        self.assertIn("ballast_autoscaler_desired_replicas 7", b.decode())
+        # Recommend-only scales nothing, so the policy does not run out: it
+        # keeps recommending 7 while 3 workers report.
+        time.sleep(2.2)
+        self.assertEqual(autoscale(d)["desired_replicas"], 7)
+
+    def test_budget_cap(self):
+        d = self.d
+        # The budget runs both its concurrent slots (two workers hold leases)
+        # and agents wait in its queue: it is the bottleneck.
+        for w in ("w0", "w1"):
+            s, _, b = d.request("POST", "/v1/acquire", body={"budget": "api", "worker": w})
+            self.assertEqual(s, 200, b)
+        import threading
+        waiters = [threading.Thread(target=d.request, args=("POST", "/v1/acquire"),
+                                    kwargs={"body": {"budget": "api", "wait_ms": 8000},
+                                            "timeout": 10}) for _ in range(6)]
+        for t in waiters:
+            t.start()
+        for i in range(2):
+            self.beat("w%d" % i, queue=0, inflight=1)
+        doc = wait_for(self, lambda: (lambda a: a if a["decisions"] and "budget" in
+                                      a["decisions"][0]["reason"] else None)(autoscale(d)),
+                       what="a budget-capped decision")
+        self.assertRegex(doc["decisions"][0]["reason"], r"capped by budget api")
+        self.assertEqual(doc["desired_replicas"], 2)
+        for t in waiters:
+            t.join(12)
+
+    def test_bad_heartbeats(self):
+        for body, msg in (({"cpu_cores": -1}, "cpu_cores"), ({"inflight": "x"}, "inflight"),
+                          ({"ready": 3}, "ready"), ({"colour": 1}, "colour")):
+            s, doc = self.beat("w0", **body)
+            self.assertEqual(s, 400, body)
+            self.assertIn(msg, doc["error"]["message"])
+        s, doc = self.beat("x" * 100)
+        self.assertEqual(s, 400)
+        self.assertEqual(autoscale(self.d)["workers"], [])
+
+
+class Exec(unittest.TestCase):
+    def test_exec_runs_the_hook_with_the_count(self):
+        tmp = tempfile.mkdtemp(prefix="ballast-exec-")
+        out = os.path.join(tmp, "counts")
+        hook = os.path.join(tmp, "hook.sh")
+        with open(hook, "w") as f:
+            f.write("#!/bin/sh\necho \"$1\" >> %s\n" % out)
+        os.chmod(hook, 0o755)
+        d = Daemon("""
+state_dir: {state_dir}
+autoscaler:
+  min_replicas: 3
+  max_replicas: 10
+  interval: 1s
+  targets: {queue_per_replica: 2}
+  actuator: {kind: exec, command: ["%s"]}
+""" % hook).start()
+        try:
+            wait_for(self, lambda: os.path.exists(out), what="the first hook run")
+            d.request("POST", "/v1/workers/a/heartbeat", body={"queue": 14})
+            wait_for(self, lambda: "7" in open(out).read().split(), what="the hook run with 7")
+            counts = open(out).read().split()
+            self.assertEqual(counts[0], "3")  # started at min_replicas
+        finally:
+            self.assertEqual(d.stop(), 0)
+
+
+class NotConfigured(unittest.TestCase):
+    def test_404_and_kubernetes_refused(self):
+        d = Daemon("state_dir: {state_dir}\n").start()
+        try:
+            s, _, b = d.request("GET", "/v1/autoscale")
+            self.assertEqual((s, json.loads(b)["error"]["code"]), (404, "autoscaler_not_configured"))
+            s, _, b = d.request("POST", "/v1/workers/w/heartbeat", body={})
+            self.assertEqual(s, 404)
+            self.assertIsNone(d.get_json("/v1/state")["autoscaler"])
+        finally:
+            d.stop()
+
+
+if __name__ == "__main__":
+    unittest.main()
