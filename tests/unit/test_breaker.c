@@ -75,7 +75,7 @@ static struct bl_breaker *mk(const struct bl_breaker_config *c)
 static void call(struct bl_breaker *b, enum bl_breaker_outcome o, int64_t latency_ns,
 		 bl_time_ns now)
 {
-	struct bl_breaker_permit p;
+	struct bl_breaker_permit p = {0, false};
 
 	assert_true(bl_breaker_allow(b, now, &p));
 	assert_int_equal(bl_breaker_record(b, &p, o, latency_ns, now), 0);
