@@ -152,31 +152,47 @@ void bl_heap_destroy(struct bl_heap *h)
 	a.free_fn(a.ctx, h, sizeof(*h));
 }
 
-/* Finds the block behind p, or NULL when p is not a live allocation of h.
- * *shim gets the shim header of an aligned allocation, or NULL. */
-static struct blk *resolve(const struct bl_heap *h, const void *p, struct blk **shim)
+/* resolve() for a pointer whose header is not a live block's: the block of
+ * an aligned allocation, behind its shim, or NULL. */
+static struct blk *resolve_shim(const struct bl_heap *h, struct blk *s, struct blk **shim)
 {
-	uintptr_t u = (uintptr_t)p, lo = (uintptr_t)h->base, hi = (uintptr_t)h->end;
-	struct blk *b, *s = NULL;
+	uintptr_t lo = (uintptr_t)h->base;
+	struct blk *b;
 
-	*shim = NULL;
-	if (u < lo + HDR || u >= hi || (u - lo) % GRAIN)
+	if (!blk_is(s, TAG_SHIM))
 		return NULL;
-	b = (struct blk *)(u - HDR);
-	if (blk_is(b, TAG_SHIM)) {
-		/* An aligned pointer: the shim says how far back its block is. */
-		if (b->head % GRAIN || b->head > (size_t)(u - HDR - lo))
-			return NULL;
-		s = b;
-		b = (struct blk *)((char *)s - s->head);
-	}
+	/* The shim says how far back its block is. */
+	if (s->head % GRAIN || s->head > (size_t)((uintptr_t)s - lo))
+		return NULL;
+	b = (struct blk *)((char *)s - s->head);
 	if (is_buddy(h) ? !buddy_owns(h, b) : !fit_owns(h, b))
 		return NULL;
-	if (s && ((char *)s < (char *)payload(b) ||
-		  (char *)s + HDR + GRAIN > (char *)b + blk_size(b)))
+	if ((char *)s < (char *)payload(b) || (char *)s + HDR + GRAIN > (char *)b + blk_size(b))
 		return NULL;
 	*shim = s;
 	return b;
+}
+
+/* Finds the block behind p, or NULL when p is not a live allocation of h.
+ * *shim gets the shim header of an aligned allocation, or NULL. Reads only
+ * the header in front of p (and a shim's block's). */
+static struct blk *resolve(const struct bl_heap *h, const void *p, struct blk **shim)
+{
+	uintptr_t u = (uintptr_t)p, off = u - (uintptr_t)h->base;
+	struct blk *b = (struct blk *)(u - HDR);
+	size_t size;
+
+	*shim = NULL;
+	/* In the region, past the first header, on the grain: off wraps
+	 * around for a p below the region. */
+	if (off - HDR >= h->total - HDR || off % GRAIN)
+		return NULL;
+	if (!blk_is_used(b))
+		return resolve_shim(h, b, shim);
+	size = b->head & SIZE_MASK;
+	if (is_buddy(h))
+		return buddy_owns(h, b) ? b : NULL;
+	return size >= MIN_BLOCK && size <= (size_t)(h->end - (char *)b) ? b : NULL;
 }
 
 static struct blk *family_alloc(struct bl_heap *h, size_t bytes)

@@ -134,14 +134,22 @@ static void make_free(struct bl_heap *h, struct blk *b, size_t size)
 	idx_insert(h, b);
 }
 
-/* Indexes free block nb in place of free block ob (no longer a block). */
-static void idx_swap(struct bl_heap *h, struct blk *ob, struct blk *nb)
+/* Indexes free block nb in place of free block ob, of ob_size bytes, which
+ * is no longer a block (its links are intact). */
+static void idx_swap(struct bl_heap *h, struct blk *ob, size_t ob_size, struct blk *nb)
 {
-	if (h->strategy == BL_HEAP_TLSF && tlsf_same_class(blk_size(ob), blk_size(nb))) {
-		tlsf_replace(h, ob, nb);
+	if (h->strategy == BL_HEAP_TLSF) {
+		unsigned oc = tlsf_class(ob_size), nc = tlsf_class(blk_size(nb));
+
+		if (oc == nc) {
+			tlsf_replace(h, ob, nb, oc);
+		} else {
+			tlsf_remove_at(h, ob, oc);
+			tlsf_insert_at(h, nb, nc);
+		}
 	} else {
-		idx_remove(h, ob);
-		idx_insert(h, nb);
+		list_remove(h, ob);
+		list_insert(h, nb);
 	}
 }
 
@@ -154,11 +162,13 @@ static void free_range(struct bl_heap *h, struct blk *b, size_t size)
 	if ((char *)n < h->end) {
 		if (blk_is(n, TAG_FREE)) {
 			/* The block after n already says PREV_FREE. b's new
-			 * header and footer leave n's header and links intact
-			 * for the swap. */
-			mark_free(b, size + blk_size(n));
+			 * header and footer leave n's links intact for the
+			 * swap. */
+			size_t n_size = blk_size(n);
+
+			mark_free(b, size + n_size);
 			n->tag = TAG_DEAD;
-			idx_swap(h, n, b);
+			idx_swap(h, n, n_size, b);
 			return;
 		}
 		n->head |= PREV_FREE;
@@ -174,23 +184,39 @@ void bl_heap__fit_init(struct bl_heap *h)
 struct blk *bl_heap__fit_alloc(struct bl_heap *h, size_t bytes)
 {
 	size_t need = block_need(bytes), size;
+	bool tlsf = h->strategy == BL_HEAP_TLSF;
+	unsigned c = 0;
 	struct blk *b;
 
 	if (need > h->total)
 		return NULL;
-	b = h->strategy == BL_HEAP_TLSF ? tlsf_find(h, need) : list_find(h, need);
+	b = tlsf ? tlsf_find(h, need, &c) : list_find(h, need);
 	if (!b)
 		return NULL;
 	size = blk_size(b);
 	if (size - need >= MIN_BLOCK) {
 		/* The rest stays free: the block after it keeps PREV_FREE. */
-		mark_free(at(b, need), size - need);
-		idx_swap(h, b, at(b, need));
+		struct blk *rest = at(b, need);
+		unsigned rc;
+
+		mark_free(rest, size - need);
+		if (!tlsf) {
+			list_remove(h, b);
+			list_insert(h, rest);
+		} else if ((rc = tlsf_class(size - need)) == c) {
+			tlsf_replace(h, b, rest, c);
+		} else {
+			tlsf_remove_at(h, b, c);
+			tlsf_insert_at(h, rest, rc);
+		}
 		size = need;
 	} else {
 		struct blk *n = at(b, size);
 
-		idx_remove(h, b);
+		if (tlsf)
+			tlsf_remove_at(h, b, c);
+		else
+			list_remove(h, b);
 		if ((char *)n < h->end)
 			n->head &= ~PREV_FREE;
 	}
@@ -305,7 +331,7 @@ int bl_heap__fit_check(const struct bl_heap *h)
 	if (h->strategy == BL_HEAP_TLSF) {
 		for (size_t f = 0; f < FL_COUNT; f++)
 			for (size_t s = 0; s < SL_COUNT; s++)
-				for (b = h->bins[f][s]; b; b = links(b)->next)
+				for (b = h->bins[f * SL_COUNT + s]; b; b = links(b)->next)
 					if (!blk_is(b, TAG_FREE) || ++listed > nfree)
 						return BL_ECORRUPT;
 	} else {

@@ -84,7 +84,7 @@ struct bl_heap {
 	/* TLSF: bitmaps of non-empty lists and the lists. */
 	uint64_t fl_bitmap;           /* bit f: some list in first level f */
 	uint32_t sl_bitmap[FL_COUNT]; /* bit s: list [f][s] non-empty */
-	struct blk *bins[FL_COUNT][SL_COUNT]; /* free lists by size class */
+	struct blk *bins[FL_COUNT * SL_COUNT]; /* free lists by size class */
 
 	/* Buddy: one free list per order. */
 	unsigned max_order;               /* log2(total) */
@@ -132,7 +132,10 @@ static inline struct fnode *links(struct blk *b)
 	return (struct fnode *)payload(b);
 }
 
-/* ---- the tlsf index (Masmano et al., 2004): docs/internals/heap.md ---- */
+/* ---- the tlsf index (Masmano et al., 2004): docs/internals/heap.md ----
+ *
+ * A class is one index c = fl * SL_COUNT + sl into bins; its first level is
+ * c >> SL_LOG2 and its second level c % SL_COUNT. */
 
 static inline unsigned fls_size(size_t x)
 {
@@ -140,42 +143,33 @@ static inline unsigned fls_size(size_t x)
 	       (unsigned)__builtin_clzll((unsigned long long)x);
 }
 
-/* The class holding blocks of exactly `size` bytes. */
-static inline void tlsf_mapping(size_t size, unsigned *fl, unsigned *sl)
+/* The class holding blocks of exactly `size` bytes (size >= GRAIN). */
+static inline unsigned tlsf_class(size_t size)
 {
-	if (size < SMALL_BLOCK) {
-		*fl = 0;
-		*sl = (unsigned)(size / GRAIN);
-	} else {
-		unsigned f = fls_size(size);
+	unsigned f;
 
-		*sl = (unsigned)(size >> (f - SL_LOG2)) - SL_COUNT;
-		*fl = f - FL_SHIFT + 1;
-	}
+	if (size < SMALL_BLOCK)
+		return (unsigned)(size / GRAIN);
+	f = fls_size(size);
+	return ((f - FL_SHIFT) << SL_LOG2) + (unsigned)(size >> (f - SL_LOG2));
 }
 
-static inline void tlsf_insert(struct bl_heap *h, struct blk *b)
+static inline void tlsf_insert_at(struct bl_heap *h, struct blk *b, unsigned c)
 {
-	unsigned fl, sl;
-	struct fnode *l = links(b);
-	struct blk *head;
+	struct blk *head = h->bins[c];
 
-	tlsf_mapping(blk_size(b), &fl, &sl);
-	head = h->bins[fl][sl];
-	l->prev = NULL;
-	l->next = head;
+	links(b)->prev = NULL;
 	if (head)
 		links(head)->prev = b;
-	h->bins[fl][sl] = b;
-	h->fl_bitmap |= UINT64_C(1) << fl;
-	h->sl_bitmap[fl] |= 1u << sl;
+	links(b)->next = head;
+	h->bins[c] = b;
+	h->fl_bitmap |= UINT64_C(1) << (c >> SL_LOG2);
+	h->sl_bitmap[c >> SL_LOG2] |= 1u << (c % SL_COUNT);
 }
 
-static inline void tlsf_remove(struct bl_heap *h, struct blk *b)
+static inline void tlsf_remove_at(struct bl_heap *h, struct blk *b, unsigned c)
 {
-	unsigned fl, sl;
-	struct fnode *l = links(b);
-	struct blk *next = l->next, *prev = l->prev;
+	struct blk *next = links(b)->next, *prev = links(b)->prev;
 
 	if (next)
 		links(next)->prev = prev;
@@ -183,29 +177,28 @@ static inline void tlsf_remove(struct bl_heap *h, struct blk *b)
 		links(prev)->next = next;
 		return;
 	}
-	tlsf_mapping(blk_size(b), &fl, &sl);
-	h->bins[fl][sl] = next;
+	h->bins[c] = next;
 	if (!next) {
-		h->sl_bitmap[fl] &= ~(1u << sl);
-		if (!h->sl_bitmap[fl])
-			h->fl_bitmap &= ~(UINT64_C(1) << fl);
+		h->sl_bitmap[c >> SL_LOG2] &= ~(1u << (c % SL_COUNT));
+		if (!h->sl_bitmap[c >> SL_LOG2])
+			h->fl_bitmap &= ~(UINT64_C(1) << (c >> SL_LOG2));
 	}
 }
 
-/* Whether blocks of sizes a and b are in the same class. */
-static inline bool tlsf_same_class(size_t a, size_t b)
+static inline void tlsf_insert(struct bl_heap *h, struct blk *b)
 {
-	unsigned fa, sa, fb, sb;
-
-	tlsf_mapping(a, &fa, &sa);
-	tlsf_mapping(b, &fb, &sb);
-	return fa == fb && sa == sb;
+	tlsf_insert_at(h, b, tlsf_class(blk_size(b)));
 }
 
-/* Puts nb where ob is in its list; both must be of the same class. Saves
- * a remove and an insert, with their bitmap updates, when a block only
- * shrinks or grows a little: splitting or merging a large free block. */
-static inline void tlsf_replace(struct bl_heap *h, struct blk *ob, struct blk *nb)
+static inline void tlsf_remove(struct bl_heap *h, struct blk *b)
+{
+	tlsf_remove_at(h, b, tlsf_class(blk_size(b)));
+}
+
+/* Puts nb where ob is in the list of class c, both of that class. Saves a
+ * remove and an insert, with their bitmap updates, when a block only shrinks
+ * or grows a little: splitting or merging a large free block. */
+static inline void tlsf_replace(struct bl_heap *h, struct blk *ob, struct blk *nb, unsigned c)
 {
 	struct blk *next = links(ob)->next, *prev = links(ob)->prev;
 
@@ -216,25 +209,22 @@ static inline void tlsf_replace(struct bl_heap *h, struct blk *ob, struct blk *n
 	if (next)
 		links(next)->prev = nb;
 	links(nb)->next = next;
-	if (prev) {
+	if (prev)
 		links(prev)->next = nb;
-	} else {
-		unsigned fl, sl;
-
-		tlsf_mapping(blk_size(nb), &fl, &sl);
-		h->bins[fl][sl] = nb;
-	}
+	else
+		h->bins[c] = nb;
 	links(nb)->prev = prev;
 }
 
-/* The smallest non-empty class whose every block holds `need` bytes: two
- * find-first-set instructions (bl_heap__tlsf_find_slow covers the rest). */
-struct blk *bl_heap__tlsf_find_slow(struct bl_heap *h, size_t need);
+/* The smallest non-empty class whose every block holds `need` bytes, or
+ * NULL: two find-first-set instructions (bl_heap__tlsf_find_slow covers the
+ * rest). *c gets the class found. */
+struct blk *bl_heap__tlsf_find_slow(struct bl_heap *h, size_t need, unsigned *c);
 
-static inline struct blk *tlsf_find(struct bl_heap *h, size_t need)
+static inline struct blk *tlsf_find(struct bl_heap *h, size_t need, unsigned *c)
 {
 	size_t size = need;
-	unsigned fl, sl;
+	unsigned cls, fl;
 	uint32_t sl_map;
 	uint64_t fl_map;
 
@@ -243,9 +233,10 @@ static inline struct blk *tlsf_find(struct bl_heap *h, size_t need)
 	 * Below SMALL_BLOCK a class holds one size: nothing to round. */
 	if (size >= SMALL_BLOCK)
 		size += ((size_t)1 << (fls_size(size) - SL_LOG2)) - 1;
-	tlsf_mapping(size, &fl, &sl);
+	cls = tlsf_class(size);
+	fl = cls >> SL_LOG2;
 	if (fl < FL_COUNT) {
-		sl_map = h->sl_bitmap[fl] & (~0u << sl);
+		sl_map = h->sl_bitmap[fl] & (~0u << (cls % SL_COUNT));
 		if (!sl_map) {
 			fl_map = h->fl_bitmap & (~UINT64_C(0) << (fl + 1));
 			if (fl_map) {
@@ -253,10 +244,12 @@ static inline struct blk *tlsf_find(struct bl_heap *h, size_t need)
 				sl_map = h->sl_bitmap[fl];
 			}
 		}
-		if (sl_map)
-			return h->bins[fl][__builtin_ctz(sl_map)];
+		if (sl_map) {
+			*c = (fl << SL_LOG2) + (unsigned)__builtin_ctz(sl_map);
+			return h->bins[*c];
+		}
 	}
-	return bl_heap__tlsf_find_slow(h, need);
+	return bl_heap__tlsf_find_slow(h, need, c);
 }
 
 /* Whether b is the header of a live block of the fit family: in the region,

@@ -13,13 +13,12 @@
  * request's own class may still hold a block big enough (near exhaustion, or
  * a request for the whole heap): look there before failing. Only failures
  * and near-failures pay this walk. */
-struct blk *bl_heap__tlsf_find_slow(struct bl_heap *h, size_t need)
+struct blk *bl_heap__tlsf_find_slow(struct bl_heap *h, size_t need, unsigned *c)
 {
-	unsigned fl, sl;
 	struct blk *b;
 
-	tlsf_mapping(need, &fl, &sl);
-	for (b = h->bins[fl][sl]; b; b = links(b)->next)
+	*c = tlsf_class(need);
+	for (b = h->bins[*c]; b; b = links(b)->next)
 		if (blk_size(b) >= need)
 			return b;
 	return NULL;
@@ -35,7 +34,7 @@ size_t bl_heap__tlsf_largest(const struct bl_heap *h)
 		return 0;
 	fl = 63u - (unsigned)__builtin_clzll((unsigned long long)h->fl_bitmap);
 	sl = 31u - (unsigned)__builtin_clz(h->sl_bitmap[fl]);
-	for (b = h->bins[fl][sl]; b; b = links(b)->next)
+	for (b = h->bins[(fl << SL_LOG2) + sl]; b; b = links(b)->next)
 		if (blk_size(b) > best)
 			best = blk_size(b);
 	return best;
@@ -43,11 +42,9 @@ size_t bl_heap__tlsf_largest(const struct bl_heap *h)
 
 bool bl_heap__tlsf_indexed(const struct bl_heap *h, const struct blk *b)
 {
-	unsigned fl, sl;
 	struct blk *e;
 
-	tlsf_mapping(blk_size(b), &fl, &sl);
-	for (e = h->bins[fl][sl]; e; e = links(e)->next)
+	for (e = h->bins[tlsf_class(blk_size(b))]; e; e = links(e)->next)
 		if (e == b)
 			return true;
 	return false;
