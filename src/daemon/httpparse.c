@@ -64,6 +64,14 @@ void bl_hp_init(struct bl_hp *p, const struct bl_hp_callbacks *cb, void *data)
 	p->data = data;
 }
 
+void bl_hp_init_response(struct bl_hp *p, const struct bl_hp_callbacks *cb, void *data)
+{
+	http_parser_init(&p->parser, HTTP_RESPONSE);
+	p->parser.data = p;
+	p->cb = cb;
+	p->data = data;
+}
+
 enum bl_hp_status bl_hp_execute(struct bl_hp *p, const char *buf, size_t len, size_t *consumed)
 {
 	size_t n = http_parser_execute(&p->parser, &settings, buf, len);
@@ -129,6 +137,11 @@ uint64_t bl_hp_content_length(const struct bl_hp *p)
 bool bl_hp_is_upgrade(const struct bl_hp *p)
 {
 	return p->parser.upgrade != 0;
+}
+
+unsigned bl_hp_status_code(const struct bl_hp *p)
+{
+	return p->parser.status_code;
 }
 
 const char *bl_hp_error(const struct bl_hp *p)

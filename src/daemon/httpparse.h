@@ -42,6 +42,10 @@ enum bl_hp_status {
 /* Prepares p to parse requests with cb, owned by data. Allocates nothing. */
 void bl_hp_init(struct bl_hp *p, const struct bl_hp_callbacks *cb, void *data);
 
+/* Prepares p to parse responses instead (the client side: scrape.c), as
+ * bl_hp_init. on_url is not called; the status is bl_hp_status_code(). */
+void bl_hp_init_response(struct bl_hp *p, const struct bl_hp_callbacks *cb, void *data);
+
 /* Feeds len bytes. Sets *consumed to the bytes used; on BL_HP_PAUSED the
  * rest are the next request's and must be fed again after bl_hp_resume(). */
 enum bl_hp_status bl_hp_execute(struct bl_hp *p, const char *buf, size_t len, size_t *consumed);
@@ -63,6 +67,8 @@ unsigned bl_hp_http_minor(const struct bl_hp *p);
 bool bl_hp_has_content_length(const struct bl_hp *p);
 uint64_t bl_hp_content_length(const struct bl_hp *p);
 bool bl_hp_is_upgrade(const struct bl_hp *p);
+/* A response's status code (200), from on_headers_complete on. */
+unsigned bl_hp_status_code(const struct bl_hp *p);
 
 /* A short description of the last error ("invalid HTTP method"). */
 const char *bl_hp_error(const struct bl_hp *p);
