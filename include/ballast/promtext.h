@@ -91,8 +91,9 @@ void bl_promtext_iter_init(struct bl_promtext_iter *it, const char *text, size_t
 /* Reads on to the next sample, checking comment lines on the way. Returns
  * BL_PROMTEXT_SAMPLE and fills *out, BL_PROMTEXT_END when the text is over,
  * or BL_EINVAL for a malformed line, with "line N, column C: ..." in err
- * (errcap bytes, NUL-terminated; err may be NULL). After an error the cursor
- * stays on the bad line and every later call fails the same way. */
+ * (errcap bytes, NUL-terminated; err may be NULL). *out means something
+ * only after BL_PROMTEXT_SAMPLE. After an error the cursor stays on the bad
+ * line and every later call fails the same way. */
 int bl_promtext_next(struct bl_promtext_iter *it, struct bl_promtext_sample *out, char *err,
 		     size_t errcap);
 
