@@ -510,6 +510,7 @@ static void begin_shutdown(struct bl_daemon *d, const char *why)
 	uv_timer_stop(&d->snapshot_timer);
 	bl_log(BL_LOG_INFO, "draining", "signal=%s", why);
 	bl_budgets_shutdown(d->budgets);
+	bl_pools_shutdown(d->pools);
 	/* Supervised workers get SIGTERM now and SIGKILL within the drain. */
 	bl_autoscaler_shutdown(d->autoscaler, WORKER_GRACE_CAP_NS, NULL, NULL);
 	uv_timer_start(&d->drain_deadline, on_drain_deadline, DRAIN_DEADLINE_MS, 0);
@@ -683,6 +684,7 @@ out_loop:
 		bl_http_server_close_all(d->http);
 	if (d->autoscaler)
 		bl_autoscaler_shutdown(d->autoscaler, 0, NULL, NULL);
+	bl_pools_shutdown(d->pools);
 	if (d->budgets)
 		bl_budgets_shutdown(d->budgets);
 	uv_run(d->loop, UV_RUN_DEFAULT);

@@ -13,6 +13,7 @@
 #include "daemon.h"
 #include "jsonreq.h"
 #include "log.h"
+#include "scrape.h"
 
 /* Latency histogram buckets, seconds: model calls take 50 ms to minutes. */
 static const double latency_buckets[] = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120};
@@ -20,6 +21,13 @@ static const double latency_buckets[] = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30
 
 static const char *const outcome_names[5] = {"ok", "error", "timeout", "rate_limited",
 					     "cancelled"};
+
+/* Queue-depth metrics of the inference servers ballast knows, first found
+ * wins: vLLM, SGLang, Hugging Face TGI. */
+static const char *const queue_metrics[] = {"vllm:num_requests_waiting", "sglang:num_queue_reqs",
+					    "tgi_queue_size"};
+#define N_QUEUE_METRICS (sizeof queue_metrics / sizeof queue_metrics[0])
+#define SCRAPE_TIMEOUT_MAX_NS (INT64_C(2) * BL_NS_PER_S)
 
 struct bl_pool_backend {
 	char *name;
@@ -36,6 +44,11 @@ struct bl_pool_backend {
 	uint64_t hist[N_BUCKETS + 1];
 	double latency_sum_s;
 	uint64_t latency_count;
+	struct bl_scraper *scraper;    /* metrics_url, or NULL */
+	bool load_fresh;               /* the last scrape gave a queue depth */
+	double load;                   /* ... this one */
+	double gpu_cache_usage;        /* vllm:gpu_cache_usage_perc when reported, else -1 */
+	char load_error[192];          /* why the load is unknown, "" when fresh */
 	struct bl_pool_backend *next;  /* the pool's list, removed ones included */
 };
 
@@ -46,6 +59,7 @@ struct bl_pool {
 	enum bl_balance_strategy strategy;
 	struct bl_breaker_config bcfg;
 	double max_ejected;
+	int64_t metrics_interval_ns;
 	struct bl_pool_backend *backends; /* config order, then removed ones */
 	struct bl_pool_backend *by_idx[BL_POOL_BACKENDS_MAX];
 	uint32_t refs;               /* calls in flight on any backend */
@@ -172,6 +186,7 @@ static void backend_free(struct bl_pools *ps, struct bl_pool_backend *be)
 	(void)ps;
 	if (!be)
 		return;
+	bl_scraper_destroy(be->scraper);
 	bl_breaker_destroy(be->breaker);
 	free(be->name);
 	free(be->url);
@@ -205,6 +220,65 @@ static bool backend_set_config(struct bl_pool_backend *be, const struct bl_cfg_b
 	be->metrics_url = murl;
 	be->weight = cb->weight;
 	return true;
+}
+
+/* A backend's own load, from its metrics_url: a queue depth for the
+ * balancer, or unknown ("stale": never zero) when the scrape or the
+ * metric is missing. */
+static void on_scrape(void *ctx, const struct bl_scrape_result *r)
+{
+	struct bl_pool_backend *be = ctx;
+	double v = 0, gpu;
+	size_t n = 0;
+	char err[160] = "";
+	bool found = false;
+
+	if (r->ok) {
+		for (size_t i = 0; i < N_QUEUE_METRICS && !found; i++)
+			found = bl_scrape_sum(r, queue_metrics[i], NULL, 0, &v, &n, err,
+					      sizeof err) == 0 &&
+				n > 0;
+		if (!found)
+			snprintf(err, sizeof err,
+				 "no queue metric (vllm:num_requests_waiting, sglang:num_queue_reqs, "
+				 "tgi_queue_size) in the answer");
+		if (bl_scrape_sum(r, "vllm:gpu_cache_usage_perc", NULL, 0, &gpu, &n, NULL, 0) == 0 &&
+		    n > 0)
+			be->gpu_cache_usage = gpu / (double)n;
+	} else {
+		snprintf(err, sizeof err, "%s", r->error);
+	}
+	if (found && v >= 0 && v <= BL_BALANCER_LOAD_MAX) {
+		be->load = v;
+		be->load_fresh = true;
+		be->load_error[0] = '\0';
+	} else {
+		if (be->load_fresh || strcmp(be->load_error, err) != 0)
+			bl_log(BL_LOG_WARN, "backend load unknown", "pool=%s backend=%s error=\"%s\"",
+			       be->pool->name, be->name, err);
+		be->load_fresh = false;
+		snprintf(be->load_error, sizeof be->load_error, "%s", err[0] ? err : "unusable value");
+	}
+	if (!be->removed)
+		bl_balancer_set_load(be->pool->bal, be->idx, be->load_fresh ? be->load : 0,
+				     !be->load_fresh);
+}
+
+/* (Re)starts the scraper of a backend with a metrics_url. */
+static int backend_scrape(struct bl_pools *ps, struct bl_pool_backend *be)
+{
+	int64_t interval = be->pool->metrics_interval_ns;
+	int64_t timeout = interval < SCRAPE_TIMEOUT_MAX_NS ? interval : SCRAPE_TIMEOUT_MAX_NS;
+
+	bl_scraper_destroy(be->scraper);
+	be->scraper = NULL;
+	be->load_fresh = false;
+	be->gpu_cache_usage = -1;
+	snprintf(be->load_error, sizeof be->load_error, "not scraped yet");
+	if (!be->metrics_url)
+		return 0;
+	return bl_scraper_create(ps->loop, be->metrics_url, interval, timeout, on_scrape, be,
+				 &be->scraper);
 }
 
 static struct bl_pool_backend *backend_new(struct bl_pools *ps, struct bl_pool *p,
@@ -266,6 +340,7 @@ static struct bl_pool *pool_new(struct bl_pools *ps, const struct bl_cfg_pool *c
 	p->ps = ps;
 	breaker_config_of(&cp->breaker, &p->bcfg);
 	p->max_ejected = cp->max_ejected;
+	p->metrics_interval_ns = cp->metrics_interval_ns;
 	balancer_config_of(cp, ps->seed ^ (uintptr_t)p, ps->dmem, &lc);
 	p->strategy = lc.strategy;
 	if (bl_balancer_create(&lc, &p->bal) != 0)
@@ -274,7 +349,8 @@ static struct bl_pool *pool_new(struct bl_pools *ps, const struct bl_cfg_pool *c
 		struct bl_pool_backend *be = backend_new(ps, p, &cp->backends[i]);
 
 		/* A backend there from the start takes its full share at once. */
-		if (!be || backend_join(p, be, BL_BALANCER_JOINED_LONG_AGO) != 0) {
+		if (!be || backend_join(p, be, BL_BALANCER_JOINED_LONG_AGO) != 0 ||
+		    backend_scrape(ps, be) != 0) {
 			backend_free(ps, be);
 			goto oom;
 		}
@@ -436,7 +512,7 @@ int bl_pools_apply(struct bl_pools *ps, const struct bl_config *cfg, char *err, 
 		struct bl_balancer_config lc;
 		struct bl_breaker_config bc;
 		struct bl_pool_backend *be, *bnext;
-		bool breaker_changed;
+		bool breaker_changed, interval_changed;
 
 		if (!cp) {
 			p->retired = true;
@@ -447,6 +523,8 @@ int bl_pools_apply(struct bl_pools *ps, const struct bl_config *cfg, char *err, 
 		breaker_changed = memcmp(&bc, &p->bcfg, sizeof bc) != 0;
 		p->bcfg = bc;
 		p->max_ejected = cp->max_ejected;
+		interval_changed = p->metrics_interval_ns != cp->metrics_interval_ns;
+		p->metrics_interval_ns = cp->metrics_interval_ns;
 		balancer_config_of(cp, ps->seed, ps->dmem, &lc);
 		if (bl_balancer_reconfigure(p->bal, &lc) == 0)
 			p->strategy = lc.strategy;
@@ -459,6 +537,8 @@ int bl_pools_apply(struct bl_pools *ps, const struct bl_config *cfg, char *err, 
 				bl_balancer_remove(p->bal, be->idx);
 				p->by_idx[be->idx] = NULL;
 				be->removed = true;
+				bl_scraper_destroy(be->scraper);
+				be->scraper = NULL;
 			}
 		}
 		for (size_t i = 0; i < cp->n_backends; i++) {
@@ -466,7 +546,13 @@ int bl_pools_apply(struct bl_pools *ps, const struct bl_config *cfg, char *err, 
 
 			be = live_backend(p, cb->name);
 			if (be) {
+				bool scrape_changed =
+					interval_changed ||
+					(cb->metrics_url == NULL) != (be->metrics_url == NULL) ||
+					(cb->metrics_url && strcmp(cb->metrics_url, be->metrics_url) != 0);
+
 				if (!backend_set_config(be, cb) ||
+				    (scrape_changed && backend_scrape(ps, be) != 0) ||
 				    (breaker_changed && breaker_reconfigure(ps, be, &bc, now) != 0) ||
 				    bl_balancer_set_weight(p->bal, be->idx, cb->weight) != 0)
 					bl_log(BL_LOG_WARN, "backend not reconfigured: out of memory",
@@ -474,7 +560,7 @@ int bl_pools_apply(struct bl_pools *ps, const struct bl_config *cfg, char *err, 
 				continue;
 			}
 			be = backend_new(ps, p, cb);
-			if (!be || backend_join(p, be, now) != 0) {
+			if (!be || backend_join(p, be, now) != 0 || backend_scrape(ps, be) != 0) {
 				backend_free(ps, be);
 				bl_log(BL_LOG_WARN, "backend not added: out of memory", "pool=%s backend=%s",
 				       p->name, cb->name);
@@ -501,7 +587,13 @@ int bl_pools_apply(struct bl_pools *ps, const struct bl_config *cfg, char *err, 
 
 void bl_pools_shutdown(struct bl_pools *ps)
 {
-	(void)ps;
+	/* The scrapers' timers and sockets are the only handles: close them so
+	 * the loop can end. */
+	for (struct bl_pool *p = ps ? ps->list : NULL; p; p = p->next)
+		for (struct bl_pool_backend *be = p->backends; be; be = be->next) {
+			bl_scraper_destroy(be->scraper);
+			be->scraper = NULL;
+		}
 }
 
 void bl_pools_destroy(struct bl_pools *ps)
@@ -675,11 +767,12 @@ static json_t *backend_json(struct bl_pool_backend *be, bl_time_ns now)
 	json_t *outcomes = json_object();
 	bool have_ls = !be->removed &&
 		       bl_balancer_backend_stats(be->pool->bal, be->idx, now, &ls) == 0;
+	json_t *j;
 
 	bl_breaker_stats(be->breaker, now, &bs);
 	for (int k = 0; k < 5; k++)
 		json_object_set_new(outcomes, outcome_names[k], json_integer((json_int_t)be->outcomes[k]));
-	return json_pack(
+	j = json_pack(
 		"{s:s,s:s,s:o,s:I,s:f,s:s,s:s,s:I,s:o,s:f,s:o,s:o,s:I,s:{s:I,s:I,s:I,s:f,s:f,s:i},"
 		"s:o,s:b}",
 		"name", be->name, "url", be->url, "budget",
@@ -698,6 +791,22 @@ static json_t *backend_json(struct bl_pool_backend *be, bl_time_ns now)
 		"failures", (json_int_t)bs.window_failures, "slow", (json_int_t)bs.window_slow,
 		"failure_rate", bs.failure_rate, "slow_rate", bs.slow_rate, "consecutive_failures",
 		(int)bs.consecutive_failures, "outcomes", outcomes, "removed", be->removed);
+	if (j && be->metrics_url) {
+		struct bl_scraper_stats ss = {0};
+
+		if (be->scraper)
+			bl_scraper_stats(be->scraper, &ss);
+		json_object_set_new(
+			j, "scrape",
+			json_pack("{s:s,s:b,s:o,s:o,s:I,s:I}", "url", be->metrics_url, "fresh",
+				  be->load_fresh,
+				  "error", be->load_error[0] ? json_string(be->load_error) : json_null(),
+				  "gpu_cache_usage",
+				  be->gpu_cache_usage >= 0 ? json_real(be->gpu_cache_usage) : json_null(),
+				  "successes", (json_int_t)ss.successes, "failures",
+				  (json_int_t)ss.failures));
+	}
+	return j;
 }
 
 static json_t *pool_json(struct bl_pool *p, bl_time_ns now)
@@ -872,6 +981,22 @@ void bl_pools_write_metrics(struct bl_pools *ps, struct bl_text *t)
 			       p->name, be->name, (unsigned long long)cum, p->name, be->name,
 			       be->latency_sum_s, p->name, be->name,
 			       (unsigned long long)be->latency_count);
+	}
+	FAMILY("ballast_backend_external_load", "gauge",
+	       "Queue depth the backend reports at its metrics_url (absent while unknown).");
+	EACH if (be->metrics_url && be->load_fresh)
+		bl_text_printf(t, "ballast_backend_external_load{pool=\"%s\",backend=\"%s\"} %g\n",
+			       p->name, be->name, be->load);
+	FAMILY("ballast_backend_scrape_failures_total", "counter",
+	       "Scrapes of metrics_url that failed.");
+	EACH if (be->scraper) {
+		struct bl_scraper_stats ss;
+
+		bl_scraper_stats(be->scraper, &ss);
+		bl_text_printf(t,
+			       "ballast_backend_scrape_failures_total{pool=\"%s\",backend=\"%s\"} "
+			       "%llu\n",
+			       p->name, be->name, (unsigned long long)ss.failures);
 	}
 	FAMILY("ballast_pool_no_backend_total", "counter", "Acquires that found no backend.");
 	for (p = ps->list; p; p = p->next)

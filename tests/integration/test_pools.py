@@ -20,9 +20,27 @@ class Backend:
         self.name = name
         self.mode = "ok"  # ok | fail | slow
         self.calls = 0
+        self.waiting = 0          # what its /metrics reports as vLLM's queue
+        self.metrics_mode = "ok"  # ok | fail
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                if outer.metrics_mode == "fail":
+                    body, code = b"down", 500
+                else:
+                    body, code = (
+                        "# HELP vllm:num_requests_waiting Requests waiting.\n"
+                        "# TYPE vllm:num_requests_waiting gauge\n"
+                        'vllm:num_requests_waiting{model_name="m"} %d\n'
+                        'vllm:gpu_cache_usage_perc{model_name="m"} 0.42\n'
+                        % outer.waiting).encode(), 200
+                self.send_response(code)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
             def do_POST(self):
                 n = int(self.headers.get("Content-Length", "0"))
                 self.rfile.read(n)
@@ -106,6 +124,17 @@ def pool(d):
 
 def backend_state(d, name):
     return {b["name"]: b for b in pool(d)["backends"]}[name]
+
+
+def wait_for_load(d, name, load, timeout=5):
+    deadline = time.time() + timeout
+    while True:
+        st = backend_state(d, name)
+        if st["external_load"] == load:
+            return st
+        if time.time() > deadline:
+            raise AssertionError("external_load of %s never became %s: %r" % (name, load, st))
+        time.sleep(0.05)
 
 
 class Pools(unittest.TestCase):
@@ -301,6 +330,35 @@ class Pools(unittest.TestCase):
         d.wait_log(r'msg="lease expired" budget=- backend=%s' % g["backend"]["name"], timeout=5)
         st = backend_state(d, g["backend"]["name"])
         self.assertEqual((st["outcomes"]["timeout"], st["in_flight"]), (1, 0))
+
+    def test_backend_load_from_metrics_url(self):
+        self.backs["a"].waiting = 50
+        specs = ['{name: %s, url: "%s", metrics_url: "%s/metrics"}' % (n, b.url, b.url)
+                 for n, b in self.backs.items()]
+        self.d = d = Daemon(pool_config(specs, strategy="least_inflight",
+                                        extra="    metrics_interval: 100ms")).start()
+        st = wait_for_load(d, "a", 50)
+        self.assertEqual(st["scrape"]["gpu_cache_usage"], 0.42)
+        self.assertTrue(st["scrape"]["fresh"])
+        # a reports 50 waiting: least_inflight sends the calls elsewhere.
+        cl = Client(d)
+        names = Counter(cl.call()[0] for _ in range(8))
+        self.assertNotIn("a", names)
+        _, _, b = d.request("GET", "/metrics")
+        self.assertRegex(b.decode(), r'ballast_backend_external_load\{pool="llm",backend="a"\} 50')
+        # A failing scrape makes the load unknown, never zero.
+        self.backs["a"].metrics_mode = "fail"
+        deadline = time.time() + 5
+        while backend_state(d, "a")["external_load"] is not None:
+            self.assertLess(time.time(), deadline)
+            time.sleep(0.05)
+        st = backend_state(d, "a")
+        self.assertFalse(st["scrape"]["fresh"])
+        self.assertIn("500", st["scrape"]["error"])
+        d.wait_log(r'msg="backend load unknown" pool=llm backend=a')
+        # Scrapers stop with the daemon: it still drains and exits 0.
+        self.assertEqual(d.stop(), 0)
+        self.d = None
 
     def test_metrics(self):
         d = self.start()
