@@ -159,6 +159,12 @@ static int check_pool(const struct bl_cfg_pool *cp, char *err, size_t errcap)
 		return BL_EINVAL;
 	}
 	for (size_t i = 0; i < cp->n_backends; i++) {
+		if (cp->backends[i].metrics_url &&
+		    bl_scrape_url_check(cp->backends[i].metrics_url, why, sizeof why) != 0) {
+			snprintf(err, errcap, "pools.%s.backends[%zu].metrics_url: %s", cp->name, i,
+				 why);
+			return BL_EINVAL;
+		}
 		if (strlen(cp->backends[i].name) > BL_BALANCER_NAME_MAX) {
 			snprintf(err, errcap, "pools.%s.backends[%zu].name: longer than %d bytes",
 				 cp->name, i, BL_BALANCER_NAME_MAX);
