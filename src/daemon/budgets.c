@@ -2508,6 +2508,8 @@ static void dump_lease(struct bl_lease_node *n, void *ctx)
 			      (json_int_t)to_wall(n->expires_ns, ld->offset), "acquired_wall_ns",
 			      (json_int_t)to_wall(l->acquired_ns, ld->offset), "tenant", l->tenant);
 
+	if (o && l->worker[0])
+		json_object_set_new(o, "worker", json_string(l->worker));
 	if (o && l->has_backend) {
 		struct bl_pool_backend *be = l->choice.backend;
 
@@ -2894,6 +2896,9 @@ int bl_budgets_restore(void *ctx, json_t *state, char *err, size_t errcap)
 		}
 		if (br)
 			br->leases++;
+		if (json_is_string(json_object_get(l, "worker")))
+			snprintf(lr->worker, sizeof lr->worker, "%s",
+				 json_string_value(json_object_get(l, "worker")));
 		restore_backend(bs, lr, l);
 		bs->leases_restored++;
 	}
