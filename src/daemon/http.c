@@ -959,6 +959,10 @@ int bl_http_server_create(uv_loop_t *loop, const struct bl_http_limits *limits,
 
 	if (!s)
 		return BL_ENOMEM;
+	if (!limits->mem) {
+		free(s);
+		return BL_EINVAL; /* every connection draws on an account */
+	}
 	if (bl_slab_create(&(struct bl_slab_config){.object_size = sizeof(struct bl_http_conn),
 						    .objects_per_slab = CONNS_PER_SLAB,
 						    .zero = true, .hook = &limits->mem->hook},

@@ -66,7 +66,8 @@ struct bl_http_stats {
 };
 
 /* Creates a server on loop. handler answers requests, done (optional) sees
- * every answer, ctx is passed to both. Returns 0 or BL_ENOMEM. */
+ * every answer, ctx is passed to both. limits->mem is required. Returns 0,
+ * BL_EINVAL (no account) or BL_ENOMEM. */
 int bl_http_server_create(uv_loop_t *loop, const struct bl_http_limits *limits,
 			  bl_http_handler_fn handler, bl_http_done_fn done, void *ctx,
 			  struct bl_http_server **out);

@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "dmem.h"
 #include "http.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -89,13 +90,19 @@ static void handle(void *ctx, struct bl_http_req *req)
 	}
 }
 
+/* The server's memory account, as the daemon's: 16 MiB, its smallest cap. */
+static struct bl_dmem mem;
+
 static void setup(void)
 {
 	struct bl_http_limits lim = {.max_connections = 4,
 				     .max_body = 1024,
 				     .max_header = 1024,
-				     .request_timeout_ms = 20};
+				     .request_timeout_ms = 20,
+				     .mem = &mem};
 	char err[256];
+
+	bl_dmem_init(&mem, UINT64_C(16) << 20);
 
 	loop = malloc(sizeof *loop);
 	if (!loop || uv_loop_init(loop) != 0 ||
