@@ -86,7 +86,8 @@ struct bl_k8s_result {
 	uint32_t status_replicas; /* status.replicas: pods that exist now */
 	const char *resource_version; /* metadata.resourceVersion, "" if none */
 	const char *selector;     /* status.selector, "" if none */
-	bl_time_ns started_ns;    /* monotonic (uv_hrtime): the operation was queued */
+	bl_time_ns started_ns;    /* monotonic (uv_hrtime): the operation started (a
+				     pending one: when its turn came) */
 	bl_time_ns ended_ns;      /* monotonic: its result reached the loop */
 };
 
