@@ -625,7 +625,10 @@ static int cmd_release(int argc, char **argv)
 	return 0;
 }
 
-static int cmd_budgets(int argc, char **argv)
+/* A read-only view of a running daemon: GET path, printed by print, or as
+ * the daemon's JSON with --json. */
+static int show_view(int argc, char **argv, const char *cmd, const char *path,
+		     void (*print)(json_t *doc))
 {
 	struct client cl;
 	struct fetch f = {0};
@@ -633,7 +636,7 @@ static int cmd_budgets(int argc, char **argv)
 	long code = 0;
 	json_t *doc;
 
-	client_init(&cl, "budgets");
+	client_init(&cl, cmd);
 	for (int i = 0; i < argc; i++) {
 		int r = client_option(&cl, argc, argv, &i);
 
@@ -641,12 +644,16 @@ static int cmd_budgets(int argc, char **argv)
 			return 1;
 		if (r)
 			continue;
-		if (strcmp(argv[i], "--json") == 0)
+		if (strcmp(argv[i], "--json") == 0) {
 			as_json = true;
-		else
-			return usage_error("budgets: unexpected argument ", argv[i]);
+		} else {
+			char what[64];
+
+			snprintf(what, sizeof what, "%s: unexpected argument ", cmd);
+			return usage_error(what, argv[i]);
+		}
 	}
-	if (client_call(&cl, "GET", "/v1/budgets", NULL, &code, &f))
+	if (client_call(&cl, "GET", path, NULL, &code, &f))
 		return 1;
 	if (code != 200)
 		return client_failed(&cl, code, &f);
@@ -657,47 +664,31 @@ static int cmd_budgets(int argc, char **argv)
 	}
 	doc = json_loads(f.p, 0, NULL);
 	free(f.p);
-	print_budgets(json_object_get(doc, "budgets"));
-	printf("leases      %lld live\n", (long long)json_integer_value(json_object_get(doc, "leases")));
+	print(doc);
 	json_decref(doc);
 	return 0;
 }
 
+static void print_budgets_doc(json_t *doc)
+{
+	print_budgets(json_object_get(doc, "budgets"));
+	printf("leases      %lld live\n", (long long)json_integer_value(json_object_get(doc, "leases")));
+}
+
+static int cmd_budgets(int argc, char **argv)
+{
+	return show_view(argc, argv, "budgets", "/v1/budgets", print_budgets_doc);
+}
+
+/* pools [--json]: each pool's backends, breaker state and load. */
+static void print_pools_doc(json_t *doc)
+{
+	print_pools(json_object_get(doc, "pools"));
+}
+
 static int cmd_pools(int argc, char **argv)
 {
-	struct client cl;
-	struct fetch f = {0};
-	bool as_json = false;
-	long code = 0;
-	json_t *doc;
-
-	client_init(&cl, "pools");
-	for (int i = 0; i < argc; i++) {
-		int r = client_option(&cl, argc, argv, &i);
-
-		if (r < 0)
-			return 1;
-		if (r)
-			continue;
-		if (strcmp(argv[i], "--json") == 0)
-			as_json = true;
-		else
-			return usage_error("pools: unexpected argument ", argv[i]);
-	}
-	if (client_call(&cl, "GET", "/v1/pools", NULL, &code, &f))
-		return 1;
-	if (code != 200)
-		return client_failed(&cl, code, &f);
-	if (as_json) {
-		printf("%s", f.p);
-		free(f.p);
-		return 0;
-	}
-	doc = json_loads(f.p, 0, NULL);
-	free(f.p);
-	print_pools(json_object_get(doc, "pools"));
-	json_decref(doc);
-	return 0;
+	return show_view(argc, argv, "pools", "/v1/pools", print_pools_doc);
 }
 
 /* Reads all of f, up to max bytes, into a malloc'd NUL-terminated buffer.

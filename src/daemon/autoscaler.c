@@ -11,6 +11,7 @@
 
 #include "ballast/error.h"
 #include "ballast/planner.h"
+#include "clock.h"
 #include "daemon.h"
 #include "exec_actuator.h"
 #include "jsonreq.h"
@@ -103,17 +104,9 @@ struct bl_autoscaler {
 	void *done_ctx;
 };
 
-static bl_time_ns mono_now(void)
-{
-	return (bl_time_ns)uv_hrtime();
-}
-
 static int64_t wall_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return bl_wall_ns() / BL_NS_PER_MS;
 }
 
 /* ---- configuration ---------------------------------------------------------- */
@@ -211,7 +204,7 @@ void bl_autoscaler_heartbeat(struct bl_autoscaler *as, struct bl_http_req *req, 
 	struct bl_json_fields f;
 	struct heartbeat h = {0}, *slot;
 	bool ready = true;
-	bl_time_ns now = mono_now();
+	bl_time_ns now = bl_mono_now();
 
 	if (bl_api_body(req, true, allowed, &f) != 0)
 		return;
@@ -422,7 +415,7 @@ static void actuate(struct bl_autoscaler *as, int32_t desired)
 
 static void decide(struct bl_autoscaler *as)
 {
-	bl_time_ns now = mono_now();
+	bl_time_ns now = bl_mono_now();
 	struct pod_view *views = as->views;
 	struct gather g = {views, 0, as->cap, 0, false, 0, false};
 	struct bl_planner_pod *cpu_pods = as->cpu_pods, *mem_pods = as->mem_pods;
@@ -594,7 +587,7 @@ static void on_tick(uv_timer_t *t)
 static void on_sample(uv_timer_t *t)
 {
 	struct bl_autoscaler *as = t->data;
-	bl_time_ns now = mono_now();
+	bl_time_ns now = bl_mono_now();
 	double total = 0;
 
 	/* Demand = in-flight work reported by fresh heartbeats plus leases
@@ -682,7 +675,7 @@ int bl_autoscaler_create(uv_loop_t *loop, const struct bl_config *cfg, const cha
 	}
 	/* As Kubernetes does when it first sees a pool: the count it starts at
 	 * is the first recommendation, so nothing scales down on the first pass. */
-	bl_planner_history_record(&as->hist, &as->pc, mono_now(), as->applied);
+	bl_planner_history_record(&as->hist, &as->pc, bl_mono_now(), as->applied);
 	actuate(as, as->applied);
 	uv_timer_init(loop, &as->tick);
 	uv_timer_init(loop, &as->sampler);
@@ -800,7 +793,7 @@ static json_t *num_or_null(double v)
 json_t *bl_autoscaler_json(struct bl_autoscaler *as)
 {
 	json_t *decisions, *workers, *o;
-	bl_time_ns now = mono_now();
+	bl_time_ns now = bl_mono_now();
 	size_t first, n;
 
 	if (!as)

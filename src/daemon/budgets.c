@@ -28,6 +28,7 @@
 #include "ballast/slab.h"
 #include "ballast/units.h"
 #include "ballast/waitq.h"
+#include "clock.h"
 #include "daemon.h"
 #include "dmem.h"
 #include "jsonreq.h"
@@ -186,19 +187,6 @@ static void arm_expiry(struct bl_budgets *bs);
 
 /* ---- time ---------------------------------------------------------------- */
 
-static bl_time_ns mono_now(void)
-{
-	return (bl_time_ns)uv_hrtime();
-}
-
-static int64_t wall_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * BL_NS_PER_S + ts.tv_nsec;
-}
-
 /* Monotonic to wall clock and back, for snapshots: 0 stays 0 ("never"). */
 static int64_t to_wall(bl_time_ns t, int64_t offset)
 {
@@ -217,7 +205,7 @@ static bl_time_ns from_wall(int64_t w, int64_t offset)
 
 static int64_t mono_to_wall_ms(bl_time_ns t)
 {
-	return (t - mono_now() + wall_ns()) / BL_NS_PER_MS;
+	return (t - bl_mono_now() + bl_wall_ns()) / BL_NS_PER_MS;
 }
 
 static int64_t ceil_ms(int64_t ns)
@@ -506,7 +494,7 @@ static void refresh_capacity(struct budget_rt *br)
 {
 	struct bl_budget_stats st;
 
-	bl_budget_stats(&br->b, mono_now(), &st);
+	bl_budget_stats(&br->b, bl_mono_now(), &st);
 	for (int d = 0; d < BL_DIM_COUNT; d++)
 		br->capacity[d] = st.dim[d].limit ? st.dim[d].capacity : UINT64_MAX;
 }
@@ -599,7 +587,7 @@ int bl_budgets_create(uv_loop_t *loop, const struct bl_config *cfg, struct bl_dm
 	bs->dmem = dmem;
 	bs->pools = pools;
 	if (getrandom(&bs->rng, sizeof bs->rng, 0) != sizeof bs->rng || bs->rng == 0)
-		bs->rng = (uint64_t)wall_ns() ^ UINT64_C(0x9e3779b97f4a7c15);
+		bs->rng = (uint64_t)bl_wall_ns() ^ UINT64_C(0x9e3779b97f4a7c15);
 	if (bl_lease_table_create(MAX_LEASES, &bs->leases) != 0 ||
 	    bl_slab_create(&(struct bl_slab_config){.object_size = sizeof(struct lease_rt),
 						    .objects_per_slab = 1024,
@@ -647,7 +635,7 @@ int bl_budgets_apply(struct bl_budgets *bs, const struct bl_config *cfg, char *e
 	struct mem_rt *fresh_mem = NULL;
 	struct bl_membudget_config mc;
 	const char *mem_source = NULL;
-	bl_time_ns now = mono_now();
+	bl_time_ns now = bl_mono_now();
 
 	/* First everything that can fail: the memory budget and the new budgets. */
 	if (cfg->memory.configured) {
@@ -765,6 +753,20 @@ static void waiter_free(struct waiter *w)
 	} else {
 		bl_slab_free(w->bs->waiter_pool, w);
 	}
+}
+
+/* Makes w wait: its timer fires after ms (its deadline, or a pool acquire's
+ * next try) unless an answer comes first; a client that goes away aborts it. */
+static void waiter_arm(struct bl_budgets *bs, struct waiter *w, uint64_t ms)
+{
+	if (!w->has_timer) {
+		uv_timer_init(bs->loop, &w->deadline);
+		w->deadline.data = w;
+		w->has_timer = true;
+		w->req->handler_data = w;
+		w->req->on_abort = on_waiter_abort;
+	}
+	uv_timer_start(&w->deadline, on_deadline, ms, 0);
 }
 
 static void respond_rate_limited(struct bl_http_req *req, struct budget_rt *br, const char *code,
@@ -1090,7 +1092,7 @@ static void grant(struct budget_rt *br, struct waiter *w, uint64_t ticket, bl_ti
 static bool pool_try(struct waiter *w)
 {
 	struct bl_budgets *bs = w->bs;
-	bl_time_ns now = mono_now();
+	bl_time_ns now = bl_mono_now();
 	int64_t waited_ms = (int64_t)((uint64_t)now - w->start_ns) / BL_NS_PER_MS;
 	struct lease_rt *l;
 	struct admit_ctx a;
@@ -1126,14 +1128,7 @@ static bool pool_try(struct waiter *w)
 		respond_no_backend(w->req, w->pool, &a, &why, waited_ms);
 		return true;
 	}
-	if (!w->has_timer) {
-		uv_timer_init(bs->loop, &w->deadline);
-		w->deadline.data = w;
-		w->has_timer = true;
-		w->req->handler_data = w;
-		w->req->on_abort = on_waiter_abort;
-	}
-	uv_timer_start(&w->deadline, on_deadline, (uint64_t)next_ms, 0);
+	waiter_arm(bs, w, (uint64_t)next_ms);
 	return false;
 }
 
@@ -1154,7 +1149,7 @@ static void pump(struct budget_rt *br)
 	while (!br->retired && !br->bs->shutting_down && (n = bl_waitq_peek(&br->q))) {
 		struct waiter *w = BL_WAITQ_ENTRY(n, struct waiter, node);
 		struct bl_budget_decision dec;
-		bl_time_ns now = mono_now();
+		bl_time_ns now = bl_mono_now();
 		int rc = bl_budget_acquire(&br->b, &w->want, now, &dec);
 
 		if (rc == BL_EAGAIN) {
@@ -1218,7 +1213,7 @@ static void on_deadline(uv_timer_t *t)
 	}
 	bl_waitq_remove(&br->q, &w->node);
 	br->wait_timeouts++;
-	deny(br, w, mono_now());
+	deny(br, w, bl_mono_now());
 	waiter_free(w);
 	pump(br); /* the head may have changed */
 	budget_maybe_free(br->bs, br);
@@ -1361,7 +1356,7 @@ void bl_budgets_acquire(struct bl_budgets *bs, struct bl_http_req *req)
 	w->bs = bs;
 	w->pool = pool;
 	w->req = req;
-	w->start_ns = (uint64_t)mono_now(); /* waited_ms counts from here */
+	w->start_ns = (uint64_t)bl_mono_now(); /* waited_ms counts from here */
 	w->wait_ms = wait_ms;
 	snprintf(w->tenant, sizeof w->tenant, "%s", tenant);
 	snprintf(w->worker, sizeof w->worker, "%s", worker);
@@ -1455,7 +1450,7 @@ void bl_budgets_acquire(struct bl_budgets *bs, struct bl_http_req *req)
 	if (wait_ms == 0) {
 		/* Not admitted now and may not wait: out of the queue, 429. */
 		bl_waitq_remove(&br->q, &w->node);
-		deny(br, w, mono_now());
+		deny(br, w, bl_mono_now());
 		goto out;
 	}
 	if (bl_waitq_length(&br->q) > br->max_queue) {
@@ -1466,12 +1461,7 @@ void bl_budgets_acquire(struct bl_budgets *bs, struct bl_http_req *req)
 		goto out;
 	}
 	/* Wait: the deadline timer or a grant answers. */
-	uv_timer_init(bs->loop, &w->deadline);
-	w->deadline.data = w;
-	w->has_timer = true;
-	uv_timer_start(&w->deadline, on_deadline, (uint64_t)wait_ms, 0);
-	req->handler_data = w;
-	req->on_abort = on_waiter_abort;
+	waiter_arm(bs, w, (uint64_t)wait_ms);
 	bl_json_fields_cleanup(body);
 	return;
 bad:
@@ -1587,7 +1577,7 @@ static void mem_pump(struct bl_budgets *bs)
 			respond_too_large_mem(w->req, m, w->mem_bytes, w->mem_prio);
 		} else {
 			bl_waitq_pop(&m->q);
-			mem_grant(bs, w, mono_now());
+			mem_grant(bs, w, bl_mono_now());
 		}
 		if (w->has_timer)
 			waiter_free(w); /* the handler frees the others */
@@ -1627,7 +1617,7 @@ static void mem_on_deadline(struct waiter *w)
 	bl_waitq_remove(&m->q, &w->node);
 	m->wait_timeouts++;
 	m->denied++;
-	mem_deny(m, w, mono_now(), "insufficient_memory");
+	mem_deny(m, w, bl_mono_now(), "insufficient_memory");
 	waiter_free(w);
 	mem_pump(bs);
 }
@@ -1725,7 +1715,7 @@ void bl_budgets_memory_reserve(struct bl_budgets *bs, struct bl_http_req *req)
 	w->mem_bytes = bytes;
 	w->mem_prio = prio;
 	w->req = req;
-	w->start_ns = (uint64_t)mono_now();
+	w->start_ns = (uint64_t)bl_mono_now();
 	w->wait_ms = wait_ms;
 	w->ttl_ms = ttl_ms > 0 ? ttl_ms : m->lease_ttl_ns / BL_NS_PER_MS;
 	snprintf(w->tenant, sizeof w->tenant, "%s", tenant);
@@ -1743,7 +1733,7 @@ void bl_budgets_memory_reserve(struct bl_budgets *bs, struct bl_http_req *req)
 	rc = bl_waitq_push(&m->q, &w->node, bl_mem_priority_waitq_class(prio), slot, cost);
 	if (rc != 0) {
 		m->queue_full++;
-		mem_deny(m, w, mono_now(), "queue_full");
+		mem_deny(m, w, bl_mono_now(), "queue_full");
 		goto out;
 	}
 	mem_pump(bs);
@@ -1752,21 +1742,16 @@ void bl_budgets_memory_reserve(struct bl_budgets *bs, struct bl_http_req *req)
 	if (wait_ms == 0) {
 		bl_waitq_remove(&m->q, &w->node);
 		m->denied++;
-		mem_deny(m, w, mono_now(), "insufficient_memory");
+		mem_deny(m, w, bl_mono_now(), "insufficient_memory");
 		goto out;
 	}
 	if (bl_waitq_length(&m->q) > m->max_queue) {
 		bl_waitq_remove(&m->q, &w->node);
 		m->queue_full++;
-		mem_deny(m, w, mono_now(), "queue_full");
+		mem_deny(m, w, bl_mono_now(), "queue_full");
 		goto out;
 	}
-	uv_timer_init(bs->loop, &w->deadline);
-	w->deadline.data = w;
-	w->has_timer = true;
-	uv_timer_start(&w->deadline, on_deadline, (uint64_t)wait_ms, 0);
-	req->handler_data = w;
-	req->on_abort = on_waiter_abort;
+	waiter_arm(bs, w, (uint64_t)wait_ms);
 	bl_json_fields_cleanup(body);
 	return;
 bad:
@@ -1781,7 +1766,7 @@ out:
 static void mem_release(struct bl_budgets *bs, struct bl_http_req *req, struct lease_rt *l)
 {
 	struct mem_rt *m = bs->mem;
-	bl_time_ns now = mono_now();
+	bl_time_ns now = bl_mono_now();
 	char out[256];
 	int n;
 
@@ -1871,7 +1856,7 @@ static int apply_headers(struct budget_rt *br, json_t *headers, bl_time_ns now,
 		h[n++] = (struct bl_ratelimit_header){key, strlen(key), json_string_value(v),
 						      json_string_length(v)};
 	}
-	if (bl_ratelimit_headers_parse(h, n, wall_ns() / BL_NS_PER_MS, &out) != 0)
+	if (bl_ratelimit_headers_parse(h, n, bl_wall_ns() / BL_NS_PER_MS, &out) != 0)
 		return 0;
 	for (int d = 0; d < BL_RATELIMIT_DIMS; d++) {
 		const struct bl_ratelimit_dim_info *di = &out.dim[d];
@@ -2012,7 +1997,7 @@ void bl_budgets_release(struct bl_budgets *bs, struct bl_http_req *req)
 		goto bad;
 	if (!given[BL_DIM_TOKENS] && (given[BL_DIM_INPUT_TOKENS] || given[BL_DIM_OUTPUT_TOKENS]))
 		used.n[BL_DIM_TOKENS] = 0; /* the tokens rule sums input and output */
-	now = mono_now();
+	now = bl_mono_now();
 	bl_lease_remove(bs->leases, &l->node);
 	{
 		/* The provider's answer (headers, 429) is about the key: the
@@ -2107,7 +2092,7 @@ void bl_budgets_extend(struct bl_budgets *bs, struct bl_http_req *req, const cha
 	}
 	if (ttl_ms < 0)
 		ttl_ms = lease_default_ttl_ns(bs, l) / BL_NS_PER_MS;
-	now = mono_now();
+	now = bl_mono_now();
 	bl_lease_set_expiry(bs->leases, &l->node, now + ttl_ms * BL_NS_PER_MS);
 	arm_expiry(bs);
 	bl_http_respond_json(req, 200,
@@ -2125,7 +2110,7 @@ static void on_expiry(uv_timer_t *t)
 {
 	struct bl_budgets *bs = t->data;
 	struct bl_lease_node *n;
-	bl_time_ns now = mono_now();
+	bl_time_ns now = bl_mono_now();
 
 	bs->expiry_at_ns = 0;
 	while ((n = bl_lease_pop_expired(bs->leases, now))) {
@@ -2173,7 +2158,7 @@ static void arm_expiry(struct bl_budgets *bs)
 	}
 	if (first->expires_ns == bs->expiry_at_ns)
 		return;
-	now = mono_now();
+	now = bl_mono_now();
 	bs->expiry_at_ns = first->expires_ns;
 	uv_timer_start(&bs->expiry, on_expiry,
 		       first->expires_ns > now ? (uint64_t)ceil_ms(first->expires_ns - now) : 0, 0);
@@ -2184,7 +2169,7 @@ static void arm_expiry(struct bl_budgets *bs)
 static json_t *budget_json(struct budget_rt *br)
 {
 	struct bl_budget_stats st;
-	bl_time_ns now = mono_now();
+	bl_time_ns now = bl_mono_now();
 	json_t *dims = json_object(), *queue = json_object(), *outcomes = json_object(), *o;
 
 	bl_budget_stats(&br->b, now, &st);
@@ -2415,7 +2400,7 @@ size_t bl_budgets_object_pools(struct bl_budgets *bs, const char **names, struct
 void bl_budgets_write_metrics(struct bl_budgets *bs, struct bl_text *t)
 {
 	struct budget_rt *br;
-	bl_time_ns now = mono_now();
+	bl_time_ns now = bl_mono_now();
 
 #define FAMILY(name, type, help) bl_text_printf(t, "# HELP " name " " help "\n# TYPE " name " " type "\n")
 	FAMILY("ballast_budget_grants_total", "counter", "Acquires admitted.");
@@ -2687,8 +2672,8 @@ static void mem_restore(struct bl_budgets *bs, json_t *leases, json_t *mstate, i
 json_t *bl_budgets_save(void *ctx)
 {
 	struct bl_budgets *bs = ctx;
-	bl_time_ns now = mono_now();
-	int64_t offset = wall_ns() - now;
+	bl_time_ns now = bl_mono_now();
+	int64_t offset = bl_wall_ns() - now;
 	json_t *budgets = json_object();
 	struct lease_dump ld = {json_array(), offset};
 
@@ -2777,8 +2762,8 @@ static int state_from_json(json_t *j, int64_t offset, struct bl_budget_state *st
 int bl_budgets_restore(void *ctx, json_t *state, char *err, size_t errcap)
 {
 	struct bl_budgets *bs = ctx;
-	bl_time_ns now = mono_now();
-	int64_t offset = wall_ns() - now, saved_wall;
+	bl_time_ns now = bl_mono_now();
+	int64_t offset = bl_wall_ns() - now, saved_wall;
 	json_t *budgets = json_object_get(state, "budgets"), *leases = json_object_get(state, "leases");
 	bool clean = json_is_true(json_object_get(state, "clean"));
 	const char *name;
@@ -3007,7 +2992,7 @@ int bl_budgets_planner_budget(struct bl_budgets *bs, const char *name,
 
 	if (!br)
 		return BL_ENOENT;
-	bl_budget_stats(&br->b, mono_now(), &st);
+	bl_budget_stats(&br->b, bl_mono_now(), &st);
 	/* The most used limited dimension is the one that binds. */
 	for (int d = 0; d < BL_DIM_COUNT; d++)
 		if (st.dim[d].limit && (worst < 0 || st.dim[d].utilization > st.dim[worst].utilization))

@@ -10,6 +10,7 @@
 
 #include "ballast/balancer.h"
 #include "ballast/error.h"
+#include "clock.h"
 #include "daemon.h"
 #include "jsonreq.h"
 #include "log.h"
@@ -77,19 +78,6 @@ struct bl_pools {
 	struct bl_pool *list;
 	uint64_t seed;
 };
-
-static bl_time_ns mono_now(void)
-{
-	return (bl_time_ns)uv_hrtime();
-}
-
-static int64_t wall_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * BL_NS_PER_S + ts.tv_nsec;
-}
 
 /* ---- configuration ---------------------------------------------------------- */
 
@@ -381,7 +369,7 @@ int bl_pools_create(uv_loop_t *loop, const struct bl_config *cfg, struct bl_dmem
 	ps->loop = loop;
 	ps->dmem = dmem;
 	if (getrandom(&ps->seed, sizeof ps->seed, 0) != sizeof ps->seed)
-		ps->seed = (uint64_t)wall_ns();
+		ps->seed = (uint64_t)bl_wall_ns();
 	tail = &ps->list;
 	for (size_t i = 0; i < cfg->n_pools; i++) {
 		struct bl_pool *p = pool_new(ps, &cfg->pools[i], err, errcap);
@@ -494,7 +482,7 @@ static int breaker_reconfigure(struct bl_pools *ps, struct bl_pool_backend *be,
 int bl_pools_apply(struct bl_pools *ps, const struct bl_config *cfg, char *err, size_t errcap)
 {
 	struct bl_pool *fresh = NULL, **ftail = &fresh, *p, *next;
-	bl_time_ns now = mono_now();
+	bl_time_ns now = bl_mono_now();
 
 	/* What can fail first: new pools. */
 	for (size_t i = 0; i < cfg->n_pools; i++) {
@@ -838,7 +826,7 @@ static json_t *pool_json(struct bl_pool *p, bl_time_ns now)
 json_t *bl_pools_json(struct bl_pools *ps)
 {
 	json_t *o = json_object();
-	bl_time_ns now = mono_now();
+	bl_time_ns now = bl_mono_now();
 
 	for (struct bl_pool *p = ps->list; p; p = p->next)
 		json_object_set_new(o, p->name, pool_json(p, now));
@@ -864,7 +852,7 @@ void bl_pools_get(struct bl_pools *ps, struct bl_http_req *req, const char *name
 		respond_unknown_pool(req, name);
 		return;
 	}
-	bl_http_respond_json(req, 200, pool_json(p, mono_now()), NULL);
+	bl_http_respond_json(req, 200, pool_json(p, bl_mono_now()), NULL);
 }
 
 void bl_pools_set_backend(struct bl_pools *ps, struct bl_http_req *req, const char *pool,
@@ -877,7 +865,7 @@ void bl_pools_set_backend(struct bl_pools *ps, struct bl_http_req *req, const ch
 	struct bl_pool *p = bl_pools_find(ps, pool, false);
 	struct bl_pool_backend *be;
 	enum bl_breaker_state s, before;
-	bl_time_ns now = mono_now();
+	bl_time_ns now = bl_mono_now();
 
 	if (bl_api_body(req, false, allowed, &fields) != 0)
 		return;
@@ -925,7 +913,7 @@ out:
 
 void bl_pools_write_metrics(struct bl_pools *ps, struct bl_text *t)
 {
-	bl_time_ns now = mono_now();
+	bl_time_ns now = bl_mono_now();
 	struct bl_pool *p;
 	struct bl_pool_backend *be;
 
@@ -1022,8 +1010,8 @@ void bl_pools_write_metrics(struct bl_pools *ps, struct bl_text *t)
 json_t *bl_pools_save(void *ctx)
 {
 	struct bl_pools *ps = ctx;
-	bl_time_ns now = mono_now();
-	int64_t offset = wall_ns() - now;
+	bl_time_ns now = bl_mono_now();
+	int64_t offset = bl_wall_ns() - now;
 	json_t *pools = json_object();
 
 	for (struct bl_pool *p = ps->list; p; p = p->next) {
@@ -1093,8 +1081,8 @@ static int breaker_state_from_json(json_t *j, int64_t offset, struct bl_breaker_
 int bl_pools_restore(void *ctx, json_t *state, char *err, size_t errcap)
 {
 	struct bl_pools *ps = ctx;
-	bl_time_ns now = mono_now();
-	int64_t offset = wall_ns() - now;
+	bl_time_ns now = bl_mono_now();
+	int64_t offset = bl_wall_ns() - now;
 	json_t *pools = json_object_get(state, "pools"), *bes, *bj;
 	const char *pname, *bname;
 
