@@ -15,6 +15,7 @@
 #include "daemon.h"
 #include "exec_actuator.h"
 #include "jsonreq.h"
+#include "k8s.h"
 #include "log.h"
 #include "supervisor.h"
 
@@ -74,6 +75,8 @@ struct bl_autoscaler {
 	enum bl_cfg_actuator actuator;
 	struct bl_supervisor *sup;
 	struct bl_exec_actuator *exec;
+	struct bl_k8s *k8s;
+	bool k8s_known;                   /* the object's replicas have been read */
 	struct bl_planner_history hist;
 	struct bl_planner_panic_state panic;
 	struct bl_planner_window window;  /* demand samples for burst mode */
@@ -137,13 +140,6 @@ int bl_autoscaler_check(const struct bl_config *cfg, char *err, size_t errcap)
 	planner_config_of(&cfg->autoscaler, &pc);
 	if (bl_planner_config_check(&pc, why, sizeof why) != 0) {
 		snprintf(err, errcap, "autoscaler: %s", why);
-		return BL_EINVAL;
-	}
-	if (cfg->autoscaler.actuator == BL_ACTUATOR_KUBERNETES) {
-		snprintf(err, errcap,
-			 "autoscaler.actuator.kind: kubernetes is not available in this version; use "
-			 "local, exec, or leave the actuator out (recommend only: read "
-			 "ballast_autoscaler_desired_replicas from KEDA or an HPA)");
 		return BL_EINVAL;
 	}
 	return 0;
@@ -381,6 +377,8 @@ static void gather(struct bl_autoscaler *as, bl_time_ns now, struct gather *g)
 
 /* ---- deciding ----------------------------------------------------------------- */
 
+static void on_k8s(void *ctx, const struct bl_k8s_result *r);
+
 static int32_t current_replicas(struct bl_autoscaler *as, const struct gather *g)
 {
 	if (as->sup) {
@@ -391,6 +389,8 @@ static int32_t current_replicas(struct bl_autoscaler *as, const struct gather *g
 	}
 	if (as->actuator == BL_ACTUATOR_NONE && g->n)
 		return (int32_t)g->n; /* the workers that report */
+	if (as->k8s)
+		bl_k8s_get(as->k8s, on_k8s, as); /* for the next decision: someone may scale too */
 	return as->applied;
 }
 
@@ -403,8 +403,34 @@ static void band_target(const struct bl_cfg_band *b, struct bl_planner_target *t
 	t->value = (t->low + t->high) / 2;
 }
 
+/* The Kubernetes API's answer: the object's replicas become the current
+ * count; failures are logged once per change of message. */
+static void on_k8s(void *ctx, const struct bl_k8s_result *r)
+{
+	struct bl_autoscaler *as = ctx;
+	char q[300];
+
+	if (r->rc == 0) {
+		as->applied = (int32_t)r->spec_replicas;
+		if (!as->k8s_known) {
+			/* The Deployment's count is the first recommendation, as
+			 * Kubernetes records when it first sees a target. */
+			bl_planner_history_record(&as->hist, &as->pc, bl_mono_now(), as->applied);
+			as->current = as->desired = as->applied;
+			as->k8s_known = true;
+		}
+		return;
+	}
+	bl_log(BL_LOG_WARN, "kubernetes actuator failed", "op=%s error=%s",
+	       r->op == BL_K8S_OP_GET ? "get" : "scale", bl_log_quote(q, sizeof q, r->error));
+}
+
 static void actuate(struct bl_autoscaler *as, int32_t desired)
 {
+	if (as->k8s) {
+		bl_k8s_scale(as->k8s, (uint32_t)desired, on_k8s, as);
+		return; /* applied when the API says so */
+	}
 	if (as->sup) {
 		bl_supervisor_scale(as->sup, (uint32_t)desired);
 	} else if (as->exec) {
@@ -428,6 +454,11 @@ static void decide(struct bl_autoscaler *as)
 	size_t nm = 0;
 	int rc;
 
+	if (as->k8s && !as->k8s_known) {
+		/* Nothing to decide before the Deployment's count is known. */
+		bl_k8s_get(as->k8s, on_k8s, as);
+		return;
+	}
 	hb_expire(as, now);
 	gather(as, now, &g);
 	memset(m, 0, sizeof m);
@@ -662,6 +693,16 @@ int bl_autoscaler_create(uv_loop_t *loop, const struct bl_config *cfg, const cha
 		sc.max_replicas = a->max_replicas;
 		sc.grace_ns = a->grace_ns;
 		rc = bl_supervisor_create(loop, &sc, &as->sup, err, errcap);
+	} else if (a->actuator == BL_ACTUATOR_KUBERNETES) {
+		struct bl_k8s_config kc;
+
+		bl_k8s_config_defaults(&kc);
+		kc.namespace = a->k8s_namespace;
+		kc.name = a->k8s_deployment;
+		kc.api_url = a->k8s_api_url;
+		kc.token_file = a->k8s_token_file;
+		kc.ca_file = a->k8s_ca_file;
+		rc = bl_k8s_create(loop, &kc, &as->k8s, err, errcap);
 	} else if (a->actuator == BL_ACTUATOR_EXEC) {
 		struct bl_exec_actuator_config ec;
 
@@ -675,8 +716,12 @@ int bl_autoscaler_create(uv_loop_t *loop, const struct bl_config *cfg, const cha
 	}
 	/* As Kubernetes does when it first sees a pool: the count it starts at
 	 * is the first recommendation, so nothing scales down on the first pass. */
-	bl_planner_history_record(&as->hist, &as->pc, bl_mono_now(), as->applied);
-	actuate(as, as->applied);
+	if (as->k8s) {
+		bl_k8s_get(as->k8s, on_k8s, as); /* the Deployment's count is the start */
+	} else {
+		bl_planner_history_record(&as->hist, &as->pc, bl_mono_now(), as->applied);
+		actuate(as, as->applied);
+	}
 	uv_timer_init(loop, &as->tick);
 	uv_timer_init(loop, &as->sampler);
 	as->tick.data = as->sampler.data = as;
@@ -756,6 +801,8 @@ void bl_autoscaler_shutdown(struct bl_autoscaler *as, int64_t grace_cap_ns, void
 	uv_timer_stop(&as->sampler);
 	if (as->exec)
 		bl_exec_actuator_shutdown(as->exec, on_exec_gone, as);
+	if (as->k8s)
+		bl_k8s_shutdown(as->k8s, on_exec_gone, as);
 	if (as->sup) {
 		int64_t grace = as->cfg.grace_ns < grace_cap_ns ? as->cfg.grace_ns : grace_cap_ns;
 
@@ -771,6 +818,7 @@ void bl_autoscaler_destroy(struct bl_autoscaler *as)
 		return;
 	bl_supervisor_destroy(as->sup);
 	bl_exec_actuator_destroy(as->exec);
+	bl_k8s_destroy(as->k8s);
 	free(as->budget);
 	free(as->hb);
 	free(as->views);
@@ -852,6 +900,20 @@ json_t *bl_autoscaler_json(struct bl_autoscaler *as)
 		      as->panic.max_panic_pods, "scale_ups", (json_int_t)as->scale_ups, "scale_downs",
 		      (json_int_t)as->scale_downs, "failed_decisions", (json_int_t)as->failures,
 		      "decisions", decisions, "workers", workers);
+	if (o && as->k8s) {
+		struct bl_k8s_stats ks;
+
+		bl_k8s_stats(as->k8s, &ks);
+		json_object_set_new(
+			o, "kubernetes",
+			json_pack("{s:s,s:o,s:o,s:I,s:I,s:I,s:o}", "url", bl_k8s_url(as->k8s),
+				  "spec_replicas", ks.has_scale ? json_integer(ks.spec_replicas) : json_null(),
+				  "status_replicas",
+				  ks.has_scale ? json_integer(ks.status_replicas) : json_null(), "patches",
+				  (json_int_t)ks.patches, "conflicts", (json_int_t)ks.conflicts,
+				  "failures", (json_int_t)ks.failures, "last_error",
+				  ks.last_error[0] ? json_string(ks.last_error) : json_null()));
+	}
 	return o;
 }
 

@@ -2230,7 +2230,8 @@ static void load_memory(struct ctx *c, const struct ynode *raw)
 
 static void load_actuator(struct ctx *c, const struct ynode *raw, struct bl_cfg_autoscaler *a)
 {
-	static const char *const keys[] = {"kind", "command", "grace", "namespace", "deployment"};
+	static const char *const keys[] = {"kind",       "command", "grace",      "namespace",
+					   "deployment", "api_url", "token_file", "ca_file"};
 	static const char *const kinds[] = {"local", "exec", "kubernetes"};
 	const struct ynode *m = section(c, raw, keys, NELEMS(keys));
 	const struct ynode *v, *seq;
@@ -2281,7 +2282,8 @@ static void load_actuator(struct ctx *c, const struct ynode *raw, struct bl_cfg_
 	path_pop(c, mark);
 
 	if (a->actuator != BL_ACTUATOR_KUBERNETES) {
-		static const char *const k8s_keys[] = {"namespace", "deployment"};
+		static const char *const k8s_keys[] = {"namespace", "deployment", "api_url",
+						       "token_file", "ca_file"};
 
 		for (size_t i = 0; i < NELEMS(k8s_keys); i++) {
 			v = lookup(m, k8s_keys[i]);
@@ -2293,10 +2295,15 @@ static void load_actuator(struct ctx *c, const struct ynode *raw, struct bl_cfg_
 		}
 		return;
 	}
-	a->k8s_namespace = dup_s("default");
-	if (!a->k8s_namespace) {
-		c->err = BL_ENOMEM;
-		return;
+	get_string(c, m, "api_url", "the Kubernetes API's URL", &a->k8s_api_url);
+	get_string(c, m, "token_file", "a file holding a bearer token", &a->k8s_token_file);
+	get_string(c, m, "ca_file", "a PEM file of CA certificates", &a->k8s_ca_file);
+	if (a->k8s_api_url && strncmp(a->k8s_api_url, "https://", 8) != 0 &&
+	    strncmp(a->k8s_api_url, "http://", 7) != 0) {
+		mark = path_push(c, "api_url");
+		report(c, where(m, "api_url"), "'%s' is not an http:// or https:// URL",
+		       a->k8s_api_url);
+		path_pop(c, mark);
 	}
 	if (get_string(c, m, "namespace", "a Kubernetes namespace", &a->k8s_namespace) == GOT_OK &&
 	    !k8s_name_ok(a->k8s_namespace, 63, false)) {
@@ -2539,6 +2546,9 @@ void bl_config_destroy(struct bl_config *cfg)
 	free(cfg->autoscaler.budget);
 	free(cfg->autoscaler.k8s_namespace);
 	free(cfg->autoscaler.k8s_deployment);
+	free(cfg->autoscaler.k8s_api_url);
+	free(cfg->autoscaler.k8s_token_file);
+	free(cfg->autoscaler.k8s_ca_file);
 	free(cfg);
 }
 
@@ -2948,6 +2958,9 @@ static json_t *j_actuator(const struct bl_cfg_autoscaler *a)
 	SET(o, "grace", j_duration(a->grace_ns));
 	SET(o, "namespace", j_str(a->k8s_namespace));
 	SET(o, "deployment", j_str(a->k8s_deployment));
+	SET(o, "api_url", j_str(a->k8s_api_url));
+	SET(o, "token_file", j_str(a->k8s_token_file));
+	SET(o, "ca_file", j_str(a->k8s_ca_file));
 	return o;
 fail:
 	json_decref(o);

@@ -165,8 +165,11 @@ struct bl_cfg_autoscaler {
 	char **command;                /* argv for local/exec, NULL-terminated */
 	size_t n_command;
 	int64_t grace_ns;              /* default 30 s */
-	char *k8s_namespace;           /* kubernetes actuator */
+	char *k8s_namespace;           /* kubernetes actuator; NULL: the pod's own namespace */
 	char *k8s_deployment;
+	char *k8s_api_url;             /* NULL: in-cluster (KUBERNETES_SERVICE_HOST) */
+	char *k8s_token_file;          /* NULL: the service account's token */
+	char *k8s_ca_file;             /* NULL: the service account's CA */
 };
 
 struct bl_config {

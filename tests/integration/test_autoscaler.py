@@ -201,6 +201,118 @@ autoscaler:
             self.assertEqual(d.stop(), 0)
 
 
+class FakeKubernetes:
+    """The scale subresource of one Deployment, as the API server serves it."""
+
+    def __init__(self, token, replicas=2):
+        import http.server
+        import threading
+        self.replicas, self.version, self.forbidden, self.patches = replicas, 1, False, []
+        outer = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def scale(self):
+                return {"kind": "Scale", "apiVersion": "autoscaling/v1",
+                        "metadata": {"name": "workers", "namespace": "agents",
+                                     "resourceVersion": str(outer.version)},
+                        "spec": {"replicas": outer.replicas},
+                        "status": {"replicas": outer.replicas, "selector": "app=workers"}}
+
+            def answer(self, code, doc):
+                body = json.dumps(doc).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def check(self):
+                if self.path != "/apis/apps/v1/namespaces/agents/deployments/workers/scale":
+                    self.answer(404, {"kind": "Status", "message": "not found", "code": 404})
+                    return False
+                if self.headers.get("Authorization") != "Bearer " + token:
+                    self.answer(401, {"kind": "Status", "message": "Unauthorized", "code": 401})
+                    return False
+                if outer.forbidden:
+                    self.answer(403, {"kind": "Status", "code": 403, "message":
+                                      "deployments.apps \"workers\" is forbidden"})
+                    return False
+                return True
+
+            def do_GET(self):
+                if self.check():
+                    self.answer(200, self.scale())
+
+            def do_PATCH(self):
+                n = int(self.headers.get("Content-Length", "0"))
+                patch = json.loads(self.rfile.read(n))
+                if not self.check():
+                    return
+                if self.headers.get("Content-Type") != "application/merge-patch+json":
+                    self.answer(415, {"kind": "Status", "code": 415, "message": "unsupported"})
+                    return
+                rv = patch.get("metadata", {}).get("resourceVersion")
+                if rv is not None and rv != str(outer.version):
+                    self.answer(409, {"kind": "Status", "code": 409, "message": "conflict"})
+                    return
+                outer.patches.append(patch["spec"]["replicas"])
+                outer.replicas = patch["spec"]["replicas"]
+                outer.version += 1
+                self.answer(200, self.scale())
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Kubernetes(unittest.TestCase):
+    def test_scales_the_deployment_through_the_api(self):
+        k8s = FakeKubernetes("tok-k8s", replicas=2)
+        tmp = tempfile.mkdtemp(prefix="ballast-k8s-")
+        with open(os.path.join(tmp, "sa-token"), "w") as f:
+            f.write("tok-k8s\n")
+        d = Daemon("""
+state_dir: {state_dir}
+autoscaler:
+  min_replicas: 1
+  max_replicas: 10
+  interval: 1s
+  targets: {queue_per_replica: 2}
+  actuator:
+    kind: kubernetes
+    namespace: agents
+    deployment: workers
+    api_url: "%s"
+    token_file: %s/sa-token
+""" % (k8s.url, tmp)).start()
+        try:
+            # The Deployment's own count is the start: 2.
+            wait_for(self, lambda: autoscale(d)["current_replicas"] == 2, what="current 2")
+            self.assertEqual(k8s.patches, [])
+            d.request("POST", "/v1/workers/a/heartbeat", body={"queue": 12})
+            wait_for(self, lambda: k8s.replicas == 6, what="the Deployment at 6")
+            doc = wait_for(self, lambda: (lambda a: a if a["current_replicas"] == 6 else None)(
+                autoscale(d)), what="current 6")
+            self.assertEqual(doc["kubernetes"]["spec_replicas"], 6)
+            self.assertTrue(doc["kubernetes"]["url"].startswith(k8s.url + "/apis/apps/v1/"))
+            # Forbidden: said clearly, nothing changes.
+            k8s.forbidden = True
+            d.request("POST", "/v1/workers/a/heartbeat", body={"queue": 16})
+            d.wait_log(r'msg="kubernetes actuator failed".*403', timeout=10)
+            self.assertIn("403", autoscale(d)["kubernetes"]["last_error"])
+            self.assertEqual(k8s.replicas, 6)
+        finally:
+            self.assertEqual(d.stop(), 0)
+            k8s.close()
+
+
 class NotConfigured(unittest.TestCase):
     def test_404_and_kubernetes_refused(self):
         d = Daemon("state_dir: {state_dir}\n").start()

@@ -978,7 +978,7 @@ static struct bl_planner_metric cpu_metric(struct pool *p, int n, int64_t usage,
 
 	memset(&m, 0, sizeof m);
 	for (int i = 0; i < n; i++) {
-		snprintf(p->names[i], sizeof p->names[i], "w%d", i);
+		snprintf(p->names[i], sizeof p->names[i], "w%d", i % 100000);
 		p->pods[i] = (struct bl_planner_pod)POD(p->names[i], 1000);
 		p->usage[i] = (struct bl_planner_usage)SAMPLE(p->names[i], usage);
 	}
