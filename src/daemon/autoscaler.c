@@ -102,6 +102,10 @@ struct bl_autoscaler {
 	uint64_t scale_downs;
 	uint64_t failures;                /* decisions the metrics could not make */
 	uint64_t heartbeats;
+	uint64_t decide_ns_last;          /* the loop's own cost: the last decision */
+	uint64_t decide_ns_max;
+	uint64_t decide_ns_sum;
+	uint64_t memory_holds;            /* scale-ups held back by memory pressure */
 	double last_cpu, last_mem, last_inflight, last_queue, last_budget_util;
 	void (*done)(void *);
 	void *done_ctx;
@@ -578,6 +582,22 @@ no_cpu:
 	}
 	if (res->status != 0)
 		as->failures++;
+	/* The memory budget above its high watermark: more workers would need
+	 * memory the fleet does not have. Hold the count (never a scale-down). */
+	{
+		double mu = 0;
+
+		if (res->desired > in.current_replicas &&
+		    bl_budgets_memory_pressure(as->budgets, &mu) == 2) {
+			size_t len = strlen(d->reason);
+
+			snprintf(d->reason + len, sizeof d->reason - len,
+				 "; held at %d: memory pressure critical (%.0f %% of usable reserved)",
+				 in.current_replicas, mu * 100);
+			res->desired = in.current_replicas;
+			as->memory_holds++;
+		}
+	}
 	if (res->record)
 		bl_planner_history_record(&as->hist, &as->pc, now, res->recommendation);
 	as->panic = res->panic;
@@ -608,6 +628,14 @@ no_cpu:
 	}
 out:
 	as->n_decisions++;
+	{
+		uint64_t took = (uint64_t)(bl_mono_now() - now);
+
+		as->decide_ns_last = took;
+		as->decide_ns_sum += took;
+		if (took > as->decide_ns_max)
+			as->decide_ns_max = took;
+	}
 }
 
 static void on_tick(uv_timer_t *t)
@@ -900,6 +928,15 @@ json_t *bl_autoscaler_json(struct bl_autoscaler *as)
 		      as->panic.max_panic_pods, "scale_ups", (json_int_t)as->scale_ups, "scale_downs",
 		      (json_int_t)as->scale_downs, "failed_decisions", (json_int_t)as->failures,
 		      "decisions", decisions, "workers", workers);
+	if (o)
+		json_object_set_new(
+			o, "loop",
+			json_pack("{s:I,s:f,s:f,s:f,s:I}", "decisions", (json_int_t)as->n_decisions,
+				  "last_us", (double)as->decide_ns_last / 1e3, "max_us",
+				  (double)as->decide_ns_max / 1e3, "mean_us",
+				  as->n_decisions ? (double)as->decide_ns_sum / 1e3 / (double)as->n_decisions
+						  : 0.0,
+				  "memory_holds", (json_int_t)as->memory_holds));
 	if (o && as->k8s) {
 		struct bl_k8s_stats ks;
 
@@ -945,10 +982,14 @@ void bl_autoscaler_write_metrics(struct bl_autoscaler *as, struct bl_text *t)
 		       "# TYPE ballast_autoscaler_scale_events_total counter\n"
 		       "ballast_autoscaler_scale_events_total{direction=\"up\"} %llu\n"
 		       "ballast_autoscaler_scale_events_total{direction=\"down\"} %llu\n"
+		       "# HELP ballast_autoscaler_decision_seconds The loop's own time per decision "
+		       "(gather, plan, act).\n# TYPE ballast_autoscaler_decision_seconds gauge\n"
+		       "ballast_autoscaler_decision_seconds %.9f\n"
 		       "# HELP ballast_autoscaler_metric Utilization (percent) or total per metric "
 		       "the last plan read.\n# TYPE ballast_autoscaler_metric gauge\n",
 		       as->desired, as->current, as->panic.panicking ? 1 : 0,
-		       (unsigned long long)as->scale_ups, (unsigned long long)as->scale_downs);
+		       (unsigned long long)as->scale_ups, (unsigned long long)as->scale_downs,
+		       (double)as->decide_ns_last / 1e9);
 	if (as->last_cpu >= 0)
 		bl_text_printf(t, "ballast_autoscaler_metric{metric=\"cpu_percent\"} %.2f\n",
 			       as->last_cpu);

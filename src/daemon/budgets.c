@@ -3010,3 +3010,12 @@ int bl_budgets_planner_budget(struct bl_budgets *bs, const char *name,
 	return 0;
 }
 
+int bl_budgets_memory_pressure(struct bl_budgets *bs, double *utilization)
+{
+	if (!bs->mem || bs->mem->retired)
+		return -1;
+	if (utilization)
+		*utilization = bl_membudget_utilization(&bs->mem->b);
+	return (int)bl_membudget_pressure(&bs->mem->b);
+}
+

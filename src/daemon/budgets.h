@@ -84,6 +84,10 @@ struct bl_planner_budget;
 int bl_budgets_planner_budget(struct bl_budgets *bs, const char *name,
 			      struct bl_planner_budget *out);
 
+/* The memory budget's pressure (enum bl_mem_pressure: 0 ok, 1 high, 2
+ * critical) and utilization (reserved / usable), or -1 without one. */
+int bl_budgets_memory_pressure(struct bl_budgets *bs, double *utilization);
+
 /* The daemon pools this module owns: fills up to cap names and stats,
  * returns how many. */
 size_t bl_budgets_object_pools(struct bl_budgets *bs, const char **names, struct bl_slab_stats *ss,

@@ -174,6 +174,36 @@ autoscaler:
         self.assertEqual(autoscale(self.d)["workers"], [])
 
 
+class MemoryPressure(unittest.TestCase):
+    def test_critical_memory_holds_scale_up(self):
+        d = Daemon("""
+state_dir: {state_dir}
+memory: {capacity: 1000MiB}
+autoscaler:
+  min_replicas: 1
+  max_replicas: 20
+  interval: 1s
+  targets: {queue_per_replica: 1}
+""").start()
+        try:
+            s, _, b = d.request("POST", "/v1/memory/reserve",
+                                body={"size": "950MiB", "priority": "critical"})
+            self.assertEqual(s, 200, b)
+            lease = json.loads(b)["lease"]
+            d.request("POST", "/v1/workers/a/heartbeat", body={"queue": 10})
+            doc = wait_for(self, lambda: (lambda a: a if a["decisions"] else None)(autoscale(d)),
+                           what="a decision")
+            self.assertRegex(doc["decisions"][0]["reason"], r"held at 1: memory pressure critical")
+            self.assertEqual(doc["desired_replicas"], 1)
+            self.assertGreater(doc["loop"]["memory_holds"], 0)
+            self.assertGreater(doc["loop"]["max_us"], 0)
+            d.request("POST", "/v1/release", body={"lease": lease})
+            d.request("POST", "/v1/workers/a/heartbeat", body={"queue": 10})
+            wait_for(self, lambda: autoscale(d)["desired_replicas"] > 1, what="a scale-up")
+        finally:
+            self.assertEqual(d.stop(), 0)
+
+
 class Exec(unittest.TestCase):
     def test_exec_runs_the_hook_with_the_count(self):
         tmp = tempfile.mkdtemp(prefix="ballast-exec-")

@@ -392,10 +392,20 @@ static void test_values(void **state)
 	assert_int_equal(cfg->pools[0].breaker.max_open_for_ns, 600 * BL_NS_PER_S);
 	bl_config_destroy(cfg);
 
+	/* No namespace: the pod's own, read by the actuator. */
 	cfg = load_ok("autoscaler: {actuator: {kind: kubernetes, deployment: w}}\n");
-	assert_string_equal(cfg->autoscaler.k8s_namespace, "default");
+	assert_null(cfg->autoscaler.k8s_namespace);
 	assert_string_equal(cfg->autoscaler.k8s_deployment, "w");
+	assert_null(cfg->autoscaler.k8s_api_url);
 	assert_null(cfg->autoscaler.command);
+	bl_config_destroy(cfg);
+
+	cfg = load_ok("autoscaler: {actuator: {kind: kubernetes, namespace: agents, deployment: w, "
+		      "api_url: \"http://127.0.0.1:8001\", token_file: /run/t, ca_file: /etc/ca.pem}}\n");
+	assert_string_equal(cfg->autoscaler.k8s_namespace, "agents");
+	assert_string_equal(cfg->autoscaler.k8s_api_url, "http://127.0.0.1:8001");
+	assert_string_equal(cfg->autoscaler.k8s_token_file, "/run/t");
+	assert_string_equal(cfg->autoscaler.k8s_ca_file, "/etc/ca.pem");
 	bl_config_destroy(cfg);
 
 	cfg = load_ok("memory: {capacity: 16GiB}\n");
