@@ -10,6 +10,7 @@
 #include "config.h"
 #include "daemon.h"
 #include "plan.h"
+#include "report.h"
 
 #define EXIT_USAGE 2
 
@@ -31,6 +32,7 @@ static const char usage_text[] =
 	"  pools [--json]                         backend pools: breaker state, in flight, latency\n"
 	"  plan FILE|- [--json]                   what-if autoscaling plan, computed locally (no\n"
 	"                                         daemon): the answer of POST /v1/autoscale/plan\n"
+	"  sim SCENARIO.yaml [--out DIR] [--seed N] [--duration D] [--policy NAME]  simulate a fleet\n"
 	"  version                                print the version\n"
 	"  help                                   print this help\n"
 	"\n"
@@ -822,5 +824,7 @@ int main(int argc, char **argv)
 		return cmd_pools(argc - 2, argv + 2);
 	if (strcmp(cmd, "plan") == 0)
 		return cmd_plan(argc - 2, argv + 2);
+	if (strcmp(cmd, "sim") == 0)
+		return bl_sim_main(argc - 2, argv + 2);
 	return usage_error("unknown command ", cmd);
 }
