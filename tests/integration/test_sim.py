@@ -1,0 +1,124 @@
+"""`ballast sim`: the real binary on the example scenarios and on broken
+ones. Determinism (byte-identical reports for one seed), the report's shape,
+conservation of tasks, and error messages at file:line:column."""
+import csv
+import glob
+import json
+import os
+import shutil
+import tempfile
+import unittest
+
+from harness import SOURCE_DIR, run_cli
+
+SCENARIOS = os.path.join(SOURCE_DIR, "examples", "scenarios")
+STEADY = os.path.join(SCENARIOS, "steady.yaml")
+POLICIES = ["ballast", "hpa", "uncoordinated", "static"]
+KEYS = ["tasks_total", "tasks_done", "tasks_failed", "tasks_dropped", "latency_ms",
+        "slo_attainment", "provider_429s", "quota_utilization", "cpu_in_band",
+        "memory_peak_fraction", "replica_seconds", "scale_events", "flaps"]
+
+
+class SimTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="ballast-sim-")
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def sim(self, *args, timeout=60):
+        return run_cli("sim", *args, timeout=timeout)
+
+    def test_steady_report(self):
+        out = os.path.join(self.tmp, "a")
+        code, stdout, stderr = self.sim(STEADY, "--out", out)
+        self.assertEqual(code, 0, stderr)
+        for p in POLICIES:
+            self.assertIn("\n" + p, stdout)
+        with open(os.path.join(out, "summary.json")) as f:
+            s = json.load(f)
+        self.assertEqual(s["scenario"], "steady")
+        self.assertEqual(s["seed"], 7)
+        self.assertEqual(list(s["policies"]), POLICIES)
+        for name, p in s["policies"].items():
+            for k in KEYS:
+                self.assertIn(k, p, name)
+            self.assertEqual(p["tasks_done"] + p["tasks_failed"] + p["tasks_dropped"],
+                             p["tasks_total"], name)
+            self.assertEqual(sorted(p["latency_ms"]), ["p50", "p95", "p99"])
+        ballast = s["policies"]["ballast"]
+        self.assertEqual(ballast["provider_429s"], 0)
+        self.assertGreater(ballast["tasks_done"], 0)
+        self.assertEqual(s["policies"]["static"]["scale_events"], 0)
+        with open(os.path.join(out, "timeseries.csv")) as f:
+            rows = list(csv.DictReader(f))
+        self.assertEqual({r["policy"] for r in rows}, set(POLICIES))
+        self.assertIn("replicas", rows[0])
+        self.assertIn("quota_use", rows[0])
+
+    def test_same_seed_same_bytes(self):
+        a, b, c = (os.path.join(self.tmp, x) for x in "abc")
+        for d, seed in ((a, "11"), (b, "11"), (c, "12")):
+            code, _, stderr = self.sim(STEADY, "--out", d, "--seed", seed, "--duration", "10m")
+            self.assertEqual(code, 0, stderr)
+        for name in ("summary.json", "timeseries.csv"):
+            with open(os.path.join(a, name), "rb") as f:
+                x = f.read()
+            with open(os.path.join(b, name), "rb") as f:
+                y = f.read()
+            with open(os.path.join(c, name), "rb") as f:
+                z = f.read()
+            self.assertEqual(x, y, name)
+            self.assertNotEqual(x, z, name)
+
+    def test_policy_and_duration(self):
+        out = os.path.join(self.tmp, "p")
+        code, stdout, stderr = self.sim(STEADY, "--out", out, "--policy", "ballast,static",
+                                        "--duration", "5m", "--seed", "3")
+        self.assertEqual(code, 0, stderr)
+        with open(os.path.join(out, "summary.json")) as f:
+            s = json.load(f)
+        self.assertEqual(list(s["policies"]), ["ballast", "static"])
+        self.assertEqual(s["seed"], 3)
+        self.assertEqual(s["duration_s"], 300)
+        self.assertNotIn("\nhpa", stdout)
+
+    def test_every_example_runs(self):
+        files = sorted(glob.glob(os.path.join(SCENARIOS, "*.yaml")))
+        self.assertTrue(files)
+        for path in files:
+            out = os.path.join(self.tmp, os.path.basename(path))
+            code, _, stderr = self.sim(path, "--out", out)
+            self.assertEqual(code, 0, path + ": " + stderr)
+            with open(os.path.join(out, "summary.json")) as f:
+                s = json.load(f)
+            for name, p in s["policies"].items():
+                self.assertEqual(p["tasks_done"] + p["tasks_failed"] + p["tasks_dropped"],
+                                 p["tasks_total"], path + " " + name)
+            self.assertEqual(s["policies"]["ballast"]["provider_429s"], 0, path)
+
+    def test_errors(self):
+        bad = os.path.join(self.tmp, "bad.yaml")
+        with open(bad, "w") as f:
+            f.write("workload:\n  arrivals: {kind: poisson, rate: fast}\n"
+                    "providers:\n  p: {limits: {requests: {limit: 10, per: 1m}}}\n"
+                    "budgets:\n  p:\n    burst: 0.5\n")
+        code, stdout, stderr = self.sim(bad)
+        self.assertEqual(code, 1)
+        self.assertIn(bad + ":2:35: workload.arrivals.rate: expected a rate above 0", stderr)
+        self.assertIn(bad + ":7:12: budgets.p.burst:", stderr)
+        self.assertEqual(stdout, "")
+        code, _, stderr = self.sim(os.path.join(self.tmp, "missing.yaml"))
+        self.assertEqual(code, 1)
+        self.assertIn("cannot open", stderr)
+        code, _, stderr = self.sim(STEADY, "--policy", "best")
+        self.assertEqual(code, 2)
+        self.assertIn("--policy takes", stderr)
+        code, _, stderr = self.sim()
+        self.assertEqual(code, 2)
+        code, _, stderr = self.sim(STEADY, "--duration", "soon")
+        self.assertEqual(code, 2)
+
+
+if __name__ == "__main__":
+    unittest.main()
