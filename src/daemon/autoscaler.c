@@ -91,6 +91,8 @@ struct bl_autoscaler {
 	/* Scratch for one decision, sized at creation (no allocation per tick). */
 	size_t cap;                       /* workers one decision can see */
 	struct pod_view *views;
+	uint32_t *view_index;             /* gather's hash index over views */
+	size_t view_index_mask;
 	struct bl_planner_pod *cpu_pods, *mem_pods;
 	struct bl_planner_usage *cpu_use, *mem_use;
 	struct bl_supervisor_worker *ws;
@@ -264,19 +266,35 @@ out:
 struct gather {
 	struct pod_view *pods;
 	size_t n, cap;
+	uint32_t *index;       /* open addressing: 1 + view number, 0 empty */
+	size_t index_mask;     /* index size - 1 (a power of two > 2 x cap) */
 	double inflight;       /* reported in flight, all workers */
 	bool has_inflight;
 	double queue;
 	bool has_queue;
 };
 
-static struct pod_view *view_of(struct gather *g, const char *id)
+static uint64_t id_hash(const char *id)
 {
-	for (size_t i = 0; i < g->n; i++)
-		if (strcmp(g->pods[i].id, id) == 0)
-			return &g->pods[i];
-	if (g->n == g->cap)
+	uint64_t h = UINT64_C(1469598103934665603); /* FNV-1a */
+
+	for (; *id; id++)
+		h = (h ^ (unsigned char)*id) * UINT64_C(1099511628211);
+	return h;
+}
+
+/* The view of worker id (found in the index, O(1)), or a new one; NULL when
+ * the decision already sees as many workers as it can hold. */
+static struct pod_view *view_find(struct gather *g, const char *id, bool create)
+{
+	size_t i = (size_t)id_hash(id) & g->index_mask;
+
+	for (; g->index[i]; i = (i + 1) & g->index_mask)
+		if (strcmp(g->pods[g->index[i] - 1].id, id) == 0)
+			return &g->pods[g->index[i] - 1];
+	if (!create || g->n == g->cap)
 		return NULL;
+	g->index[i] = (uint32_t)g->n + 1;
 	memset(&g->pods[g->n], 0, sizeof g->pods[g->n]);
 	snprintf(g->pods[g->n].id, sizeof g->pods[g->n].id, "%s", id);
 	g->pods[g->n].pod.phase = BL_PLANNER_POD_RUNNING;
@@ -286,14 +304,19 @@ static struct pod_view *view_of(struct gather *g, const char *id)
 	return &g->pods[g->n++];
 }
 
+static struct pod_view *view_of(struct gather *g, const char *id)
+{
+	return view_find(g, id, true);
+}
+
 static void count_lease(void *ctx, const char *worker, const char *budget)
 {
 	struct gather *g = ctx;
+	struct pod_view *v = view_find(g, worker, false);
 
 	(void)budget;
-	for (size_t i = 0; i < g->n; i++)
-		if (strcmp(g->pods[i].id, worker) == 0)
-			g->pods[i].leases++;
+	if (v)
+		v->leases++;
 }
 
 static void gather(struct bl_autoscaler *as, bl_time_ns now, struct gather *g)
@@ -447,7 +470,7 @@ static void decide(struct bl_autoscaler *as)
 {
 	bl_time_ns now = bl_mono_now();
 	struct pod_view *views = as->views;
-	struct gather g = {views, 0, as->cap, 0, false, 0, false};
+	struct gather g = {views, 0, as->cap, as->view_index, as->view_index_mask, 0, false, 0, false};
 	struct bl_planner_pod *cpu_pods = as->cpu_pods, *mem_pods = as->mem_pods;
 	struct bl_planner_usage *cpu_use = as->cpu_use, *mem_use = as->mem_use;
 	size_t n_cpu_use = 0, n_mem_use = 0, n_mem_pods = 0;
@@ -464,6 +487,7 @@ static void decide(struct bl_autoscaler *as)
 		return;
 	}
 	hb_expire(as, now);
+	memset(as->view_index, 0, (as->view_index_mask + 1) * sizeof *as->view_index);
 	gather(as, now, &g);
 	memset(m, 0, sizeof m);
 	as->last_cpu = as->last_mem = -1;
@@ -659,6 +683,16 @@ static void on_sample(uv_timer_t *t)
 
 /* ---- lifetime ----------------------------------------------------------------- */
 
+/* A power of two above twice n: the view index stays under half full. */
+static size_t index_size(size_t n)
+{
+	size_t size = 16;
+
+	while (size < 2 * n + 1)
+		size <<= 1;
+	return size;
+}
+
 static void copy_cfg(struct bl_autoscaler *as, const struct bl_cfg_autoscaler *a)
 {
 	as->cfg = *a;
@@ -689,9 +723,11 @@ int bl_autoscaler_create(uv_loop_t *loop, const struct bl_config *cfg, const cha
 		return BL_ENOMEM;
 	}
 	as->cap = MAX_WORKERS + 2 * (size_t)a->max_replicas;
+	as->view_index_mask = index_size(as->cap) - 1;
 	as->ws_cap = 2 * (size_t)a->max_replicas + BL_SUPERVISOR_HISTORY_MAX;
 	if (!(as->hb = calloc(MAX_WORKERS, sizeof *as->hb)) ||
 	    !(as->views = calloc(as->cap, sizeof *as->views)) ||
+	    !(as->view_index = calloc(index_size(as->cap), sizeof *as->view_index)) ||
 	    !(as->cpu_pods = calloc(as->cap, sizeof *as->cpu_pods)) ||
 	    !(as->mem_pods = calloc(as->cap, sizeof *as->mem_pods)) ||
 	    !(as->cpu_use = calloc(as->cap, sizeof *as->cpu_use)) ||
@@ -850,6 +886,7 @@ void bl_autoscaler_destroy(struct bl_autoscaler *as)
 	free(as->budget);
 	free(as->hb);
 	free(as->views);
+	free(as->view_index);
 	free(as->cpu_pods);
 	free(as->mem_pods);
 	free(as->cpu_use);
