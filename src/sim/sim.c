@@ -925,10 +925,24 @@ static void dispatch(struct sim *s)
 		s->sl_len--;
 		if (w->gen != (uint32_t)slot || w->state != W_READY)
 			continue; /* stale slot */
-		if (s->mem_admission &&
-		    bl_membudget_reserve(&w->mb, t->memory ? t->memory : 1, BL_MEM_NORMAL, NULL)) {
-			w->parked++;
-			continue;
+		if (s->mem_admission) {
+			int mrc = bl_membudget_reserve(&w->mb, t->memory ? t->memory : 1,
+						       BL_MEM_NORMAL, NULL);
+
+			if (mrc == BL_ETOOBIG) {
+				/* No worker ever admits it: refused (dropped), as the
+				 * daemon answers too_large; the slot stays free. */
+				s->sl_head = (s->sl_head + s->sl_cap - 1) % s->sl_cap;
+				s->sl_len++;
+				s->wq_head = (s->wq_head + 1) % s->wq_cap;
+				s->wq_len--;
+				task_end(s, id, false);
+				continue;
+			}
+			if (mrc) {
+				w->parked++;
+				continue;
+			}
 		}
 		s->wq_head = (s->wq_head + 1) % s->wq_cap;
 		s->wq_len--;
