@@ -1414,13 +1414,26 @@ static void resolve(struct ctx *c, const struct ynode *root)
 		c->err = BL_ENOMEM;
 	}
 	if (sc->pool) {
+		const struct bl_cfg_pool *cp = bl_config_pool(pol, sc->pool);
 		size_t mk = path_push(c, "pool");
 
-		report(c, lookup(w, "pool"), "pools are not simulated yet (issue 7); call one "
-					     "provider through `workload.provider`");
+		if (!cp) {
+			report(c, lookup(w, "pool"), "pool '%s' is not defined under pools", sc->pool);
+		} else {
+			for (size_t i = 0; i < cp->n_backends; i++) {
+				struct bl_sim_backend_spec b;
+
+				if (bl_scenario_backend(sc, cp->backends[i].name, &b) != 0)
+					report(c, lookup(w, "pool"),
+					       "backend '%s' of pool '%s' fronts no provider: add "
+					       "backends: {%s: {provider: NAME}} or a provider of that "
+					       "name", cp->backends[i].name, sc->pool,
+					       cp->backends[i].name);
+			}
+		}
 		path_pop(c, mk);
 	}
-	{
+	if (!sc->pool) {
 		const struct ynode *pn = lookup(w, "provider");
 		size_t mk = path_push(c, "provider");
 
@@ -1650,6 +1663,23 @@ int bl_scenario_load_file(const char *path, struct bl_scenario **out, struct bl_
 	rc = bl_scenario_load_string(buf ? buf : "", len, path, out, diags);
 	free(buf);
 	return rc;
+}
+
+int bl_scenario_backend(const struct bl_scenario *sc, const char *name,
+			struct bl_sim_backend_spec *out)
+{
+	for (size_t i = 0; i < sc->n_backends; i++) {
+		if (strcmp(sc->backends[i].name, name) == 0) {
+			*out = sc->backends[i];
+			return out->provider >= 0 ? 0 : BL_ENOENT;
+		}
+	}
+	memset(out, 0, sizeof *out);
+	out->latency_factor = 1;
+	out->provider = provider_index(sc, name);
+	if (out->provider < 0 && sc->n_providers == 1)
+		out->provider = 0;
+	return out->provider >= 0 ? 0 : BL_ENOENT;
 }
 
 double bl_scenario_rate_factor(const struct bl_scenario *sc, bl_time_ns t)

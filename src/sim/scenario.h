@@ -148,6 +148,12 @@ int bl_scenario_load_string(const char *text, size_t len, const char *name,
 /* Frees sc and everything it owns. NULL is a no-op. */
 void bl_scenario_destroy(struct bl_scenario *sc);
 
+/* How the simulation sees the pool backend `name`: its entry under
+ * `backends`, else a provider of the same name, else the only provider.
+ * Returns 0 and fills *out (name not set for the latter two), or BL_ENOENT. */
+int bl_scenario_backend(const struct bl_scenario *sc, const char *name,
+			struct bl_sim_backend_spec *out);
+
 /* The arrival rate multiplier at t (bursts and the diurnal curve), relative
  * to rate_per_s. */
 double bl_scenario_rate_factor(const struct bl_scenario *sc, bl_time_ns t);

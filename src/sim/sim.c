@@ -6,6 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ballast/balancer.h"
+#include "ballast/breaker.h"
 #include "ballast/budget.h"
 #include "ballast/error.h"
 #include "ballast/membudget.h"
@@ -24,6 +26,7 @@
 #define CHUNK (1u << CHUNK_SHIFT)
 #define RING_MAX 3600                /* per-second slots of a quota meter */
 #define REASON_MAX 512
+#define TARGETS_MAX 64               /* backends of the pool agents call through */
 
 /* Random streams: (seed, stream, a, b) names each. */
 enum { ST_ARRIVALS = 1, ST_TASK = 2, ST_CALL = 3, ST_ATTEMPT = 4, ST_WORKER = 5 };
@@ -61,12 +64,17 @@ struct task {
 	uint64_t task_output;
 	uint64_t input, output;      /* the current call: input tokens, output produced */
 	struct bl_amounts want;      /* the current call's estimate, as acquired */
-	uint64_t ticket;             /* lease while has_lease */
+	uint64_t ticket;             /* lease of the shared budget while has_lease */
+	uint64_t be_ticket;          /* lease of the backend's budget while has_be_lease */
 	struct bl_sim_admission adm; /* at the provider while T_CALL */
+	struct bl_breaker_permit permit; /* the backend's breaker, while picked */
 	bl_time_ns acquired_ns;
+	bl_time_ns call_ns;          /* when the call went out */
 	uint32_t worker;             /* NONE when not on a worker */
 	uint32_t wnext, wprev;       /* the worker's task list */
-	uint32_t limiter;            /* the limiter it waits in or holds a lease of */
+	uint32_t limiter;            /* the shared limiter it waits in or holds a lease of */
+	uint32_t be_li;              /* the backend budget's limiter while has_be_lease */
+	uint16_t target;             /* the backend called (index into targets) */
 	uint32_t gen;                /* bumped to make pending events stale */
 	uint32_t attempts;           /* attempts so far, all calls (names the streams) */
 	uint16_t calls, call;        /* calls in the task, index of the current one */
@@ -74,12 +82,15 @@ struct task {
 	int16_t tenant;              /* index into the workload's tenants, -1 */
 	uint8_t state;               /* enum task_state */
 	bool has_lease;
+	bool has_be_lease;
+	bool picked;                 /* counted in flight by the pool's balancer */
 	bool has_local;              /* uncoordinated: admitted by its worker's own limiter */
 	bool call_failed;            /* the call in flight will answer an error */
 	struct bl_sim_admission local; /* that admission */
 };
 
 struct limiter {
+	const char *name;                 /* the budget's */
 	struct bl_budget b;
 	struct bl_waitq q;
 	struct bl_waitq_tenants *tenants; /* shared limiter: the budget's tenants; else NULL */
@@ -124,6 +135,22 @@ struct meter {
 	int64_t ring_sec;        /* newest second written */
 };
 
+/* Where a call can go: one backend of the pool (or the one provider), with
+ * its own quota (a provider instance: one API key) and how it behaves. */
+struct target {
+	struct bl_sim_provider prov;          /* its quota, enforced as the provider does */
+	const struct bl_sim_provider_spec *ps;
+	struct bl_sim_backend_spec bs;        /* latency factor, errors, outages on top */
+	struct meter meter;
+	int li;                               /* ballast: its own budget's limiter, -1 */
+	bool has_local;                       /* uncoordinated: workers limit calls to it */
+	struct bl_sim_provider_config local_cfg; /* one worker's share of its budget */
+	struct bl_breaker br;                 /* ballast with a pool */
+	void *br_window;
+	size_t idx;                           /* its index in the balancer */
+	char name[64];
+};
+
 struct sim {
 	const struct bl_scenario *sc;
 	enum bl_sim_policy pol;
@@ -163,19 +190,20 @@ struct sim {
 	bool mem_admission;
 	struct bl_membudget_config mbc;
 
-	/* provider */
-	struct bl_sim_provider prov;
-	const struct bl_sim_provider_spec *pspec;
-	struct meter meter;
+	/* where calls go */
+	struct target *tg;
+	uint32_t n_tg;
+	bool pooled;                      /* through a pool: a choice of targets */
+	struct bl_balancer *bal;          /* ballast with a pool */
+	double max_ejected;
+	uint64_t rr;                      /* baselines: round robin over the targets */
 
-	/* the shared budget (ballast) */
+	/* budgets (ballast): the shared one agents acquire, and the backends' */
 	struct limiter *lim;
 	uint32_t n_lim;
-	bool use_limiter;
-	struct bl_budget_limits limits;   /* the shared budget's */
-	/* uncoordinated: each worker's own token bucket, 1/N of the quota */
-	struct bl_sim_provider *local;
-	struct bl_sim_provider_config local_cfg;
+	int shared_li;                    /* the workload's budget, -1 */
+	/* uncoordinated: each worker's own token bucket per target, 1/N of its budget */
+	struct bl_sim_provider *local;    /* n_workers x n_tg */
 
 	/* autoscaler */
 	bool autoscale;
@@ -394,9 +422,8 @@ static void meter_ring_to(struct meter *m, int64_t sec)
 	m->ring_sec = sec;
 }
 
-static void meter_add(struct sim *s, const uint64_t *units)
+static void meter_add(struct sim *s, struct meter *m, const uint64_t *units)
 {
-	struct meter *m = &s->meter;
 	int64_t sec = s->now / BL_NS_PER_S;
 	double *slot;
 
@@ -411,19 +438,27 @@ static void meter_add(struct sim *s, const uint64_t *units)
 	}
 }
 
-/* The share of the limit used over the last window, per second slots. */
+/* The share of the limits used over the last window, per second slots,
+ * averaged over the targets that have limits. */
 static double meter_rolling(struct sim *s)
 {
-	struct meter *m = &s->meter;
-	double used[BL_DIM_COUNT] = {0};
+	double sum = 0;
+	uint32_t n = 0;
 
-	if (!m->window_ns)
-		return 0;
-	meter_ring_to(m, s->now / BL_NS_PER_S);
-	for (size_t i = 0; i < m->slots; i++)
-		for (int d = 0; d < BL_DIM_COUNT; d++)
-			used[d] += m->ring[i * BL_DIM_COUNT + d];
-	return meter_share(m, used);
+	for (uint32_t k = 0; k < s->n_tg; k++) {
+		struct meter *m = &s->tg[k].meter;
+		double used[BL_DIM_COUNT] = {0};
+
+		if (!m->window_ns)
+			continue;
+		meter_ring_to(m, s->now / BL_NS_PER_S);
+		for (size_t i = 0; i < m->slots; i++)
+			for (int d = 0; d < BL_DIM_COUNT; d++)
+				used[d] += m->ring[i * BL_DIM_COUNT + d];
+		sum += meter_share(m, used);
+		n++;
+	}
+	return n ? sum / n : 0;
 }
 
 /* ---- workers --------------------------------------------------------------------- */
@@ -481,10 +516,13 @@ static uint32_t worker_new(struct sim *s)
 	snprintf(w->name, sizeof w->name, "w%u", s->created);
 	if (s->mem_admission)
 		bl_membudget_init(&w->mb, &s->mbc);
-	if (s->local) {
-		/* A fresh agent, a fresh limiter (full, as a new bucket is). */
-		bl_sim_provider_cleanup(&s->local[id]);
-		bl_sim_provider_init(&s->local[id], &s->local_cfg);
+	for (uint32_t k = 0; s->local && k < s->n_tg; k++) {
+		/* A fresh agent, fresh limiters (full, as a new bucket is). */
+		struct bl_sim_provider *lp = &s->local[(size_t)id * s->n_tg + k];
+
+		bl_sim_provider_cleanup(lp);
+		if (s->tg[k].has_local)
+			bl_sim_provider_init(lp, &s->tg[k].local_cfg);
 	}
 	bl_sim_rng_seed(&r, s->seed, ST_WORKER, s->created, 0);
 	s->created++;
@@ -529,7 +567,7 @@ static void limiter_wake(struct sim *s, uint32_t li, bl_time_ns at)
 	push_ev(s, at, EV_WAKE, li, ++L->wake_gen);
 }
 
-static void call_provider(struct sim *s, uint32_t id);
+static void route(struct sim *s, uint32_t id);
 
 /* Admits waiters from the head of L's queue while the budget admits them
  * (the daemon's pump). */
@@ -559,7 +597,7 @@ static void pump(struct sim *s, uint32_t li)
 			t->has_lease = true;
 			t->acquired_ns = s->now;
 			s->workers[t->worker].leases++;
-			call_provider(s, id);
+			route(s, id);
 		} else {
 			task_end(s, id, false); /* larger than the budget ever admits */
 		}
@@ -567,10 +605,18 @@ static void pump(struct sim *s, uint32_t li)
 	L->pumping = false;
 }
 
-static void limiter_enqueue(struct sim *s, uint32_t id)
+/* What a call asks a budget for: one request, its input, max_tokens out. */
+static void set_want(struct sim *s, struct task *t)
+{
+	t->want = (struct bl_amounts){0};
+	t->want.n[BL_DIM_REQUESTS] = 1;
+	t->want.n[BL_DIM_INPUT_TOKENS] = t->input;
+	t->want.n[BL_DIM_OUTPUT_TOKENS] = s->sc->max_tokens;
+}
+
+static void limiter_enqueue(struct sim *s, uint32_t id, uint32_t li)
 {
 	struct task *t = task_at(s, id);
-	uint32_t li = 0;
 	struct limiter *L = &s->lim[li];
 	struct bl_waitq_tenant *slot = &L->own;
 	enum bl_waitq_class cls = BL_WAITQ_NORMAL;
@@ -578,12 +624,10 @@ static void limiter_enqueue(struct sim *s, uint32_t id)
 	uint64_t cost;
 	struct bl_amounts norm;
 
-	t->want = (struct bl_amounts){0};
-	t->want.n[BL_DIM_REQUESTS] = 1;
-	t->want.n[BL_DIM_INPUT_TOKENS] = t->input;
-	t->want.n[BL_DIM_OUTPUT_TOKENS] = s->sc->max_tokens;
+	set_want(s, t);
 	norm = t->want;
 	bl_amounts_normalize(&norm);
+	/* Cost for fairness, as the daemon: the most constraining share. */
 	for (int d = 0; d < BL_DIM_COUNT; d++)
 		if (L->b.limits.rate[d].limit && norm.n[d])
 			share = fmax(share, (double)norm.n[d] / (double)L->b.limits.rate[d].limit);
@@ -606,15 +650,143 @@ static void limiter_enqueue(struct sim *s, uint32_t id)
 	pump(s, li);
 }
 
-static void lease_release(struct sim *s, struct task *t, const struct bl_amounts *used)
+/* Releases the task's leases with `used` (NULL: the estimates stay spent). */
+static void leases_release(struct sim *s, struct task *t, const struct bl_amounts *used)
 {
-	struct limiter *L = &s->lim[t->limiter];
+	if (t->has_lease) {
+		bl_budget_release(&s->lim[t->limiter].b, &t->want, used, t->ticket, s->now, NULL);
+		t->has_lease = false;
+		s->workers[t->worker].leases--;
+	}
+	if (t->has_be_lease) {
+		bl_budget_release(&s->lim[t->be_li].b, &t->want, used, t->be_ticket, s->now, NULL);
+		t->has_be_lease = false;
+	}
+}
 
-	if (!t->has_lease)
+/* Tells the key's budget (the backend's own, else the shared one) that the
+ * provider said 429, as the daemon's release does. */
+static void leases_rate_limited(struct sim *s, struct task *t, int64_t retry_after_ns)
+{
+	struct limiter *L = t->has_be_lease ? &s->lim[t->be_li]
+			    : t->has_lease  ? &s->lim[t->limiter]
+					    : NULL;
+
+	if (!L || !L->adaptive)
 		return;
-	bl_budget_release(&L->b, &t->want, used, t->ticket, s->now, NULL);
-	t->has_lease = false;
-	s->workers[t->worker].leases--;
+	if (L->last_decrease_ns && t->acquired_ns < L->last_decrease_ns) {
+		bl_budget_on_rate_limited_stale(&L->b, s->now, retry_after_ns);
+	} else {
+		bl_budget_on_rate_limited(&L->b, s->now, retry_after_ns);
+		L->last_decrease_ns = s->now;
+	}
+}
+
+/* ---- the pool (ballast): the daemon's pick over the core breaker and balancer -- */
+
+struct pick_ctx {
+	struct sim *s;
+	bool panic;
+	uint64_t excluded;   /* targets skipped for this pick */
+};
+
+static bool eligible(void *ctx, size_t idx)
+{
+	struct pick_ctx *pc = ctx;
+
+	if (idx >= pc->s->n_tg || (pc->excluded >> idx & 1))
+		return false;
+	if (pc->panic)
+		return bl_breaker_state(&pc->s->tg[idx].br, pc->s->now) != BL_BREAKER_FORCED_OPEN;
+	return bl_breaker_would_allow(&pc->s->tg[idx].br, pc->s->now);
+}
+
+static bool in_panic(struct sim *s)
+{
+	size_t open = 0;
+
+	for (uint32_t k = 0; k < s->n_tg; k++)
+		open += bl_breaker_state(&s->tg[k].br, s->now) == BL_BREAKER_OPEN;
+	return bl_breaker_panic(s->n_tg, open, s->max_ejected);
+}
+
+/* Picks a backend whose breaker admits (all in panic) and whose own budget
+ * admits the call now. Returns 0 (t->target, permit, backend lease set), or
+ * BL_EAGAIN with *retry_at (0: unknown), or BL_ETOOBIG when every backend's
+ * budget is too small for the call. */
+static int pick_backend(struct sim *s, struct task *t, bl_time_ns *retry_at)
+{
+	struct pick_ctx pc = {s, in_panic(s), 0};
+	uint32_t too_large = 0;
+
+	*retry_at = 0;
+	set_want(s, t);
+	for (uint32_t tries = 0; tries <= s->n_tg; tries++) {
+		size_t idx;
+		struct target *g;
+
+		if (bl_balancer_pick(s->bal, t->no, s->now, eligible, &pc, &idx) != 0)
+			break;
+		g = &s->tg[idx];
+		if (g->li >= 0) {
+			struct limiter *L = &s->lim[g->li];
+			struct bl_budget_decision dec;
+			int rc = bl_budget_acquire(&L->b, &t->want, s->now, &dec);
+
+			if (rc != 0) {
+				if (rc == BL_ETOOBIG)
+					too_large++;
+				else if (dec.retry_at_ns && (!*retry_at || dec.retry_at_ns < *retry_at))
+					*retry_at = dec.retry_at_ns;
+				pc.excluded |= UINT64_C(1) << idx;
+				continue;
+			}
+			t->has_be_lease = true;
+			t->be_ticket = dec.ticket;
+			t->be_li = (uint32_t)g->li;
+			if (!t->has_lease)
+				t->acquired_ns = s->now;
+		}
+		t->target = (uint16_t)idx;
+		t->permit = (struct bl_breaker_permit){0, false};
+		if (bl_breaker_would_allow(&g->br, s->now))
+			bl_breaker_allow(&g->br, s->now, &t->permit);
+		bl_balancer_on_start(s->bal, g->idx);
+		t->picked = true;
+		return 0;
+	}
+	if (too_large == s->n_tg)
+		return BL_ETOOBIG;
+	for (uint32_t k = 0; k < s->n_tg; k++) {
+		int64_t r = bl_breaker_retry_after_ns(&s->tg[k].br, s->now);
+
+		if (r > 0 && (!*retry_at || s->now + r < *retry_at))
+			*retry_at = s->now + r;
+	}
+	return BL_EAGAIN;
+}
+
+/* Reports the end of a picked call to its breaker and the balancer. */
+static void pool_finish(struct sim *s, struct task *t, enum bl_breaker_outcome outcome,
+			int64_t latency_ns)
+{
+	struct target *g = &s->tg[t->target];
+	enum bl_breaker_state before;
+
+	if (!t->picked)
+		return;
+	t->picked = false;
+	before = bl_breaker_state(&g->br, s->now);
+	bl_breaker_record(&g->br, &t->permit, outcome, latency_ns, s->now);
+	if (outcome == BL_BREAKER_CANCELLED)
+		bl_balancer_on_cancel(s->bal, g->idx);
+	else
+		bl_balancer_on_finish(s->bal, g->idx, latency_ns,
+				      outcome == BL_BREAKER_ERROR || outcome == BL_BREAKER_TIMEOUT,
+				      s->now);
+	/* Back from half_open: the balancer ramps it up again (slow start). */
+	if (before == BL_BREAKER_HALF_OPEN && bl_breaker_state(&g->br, s->now) == BL_BREAKER_CLOSED)
+		bl_balancer_rejoin(s->bal, g->idx, s->now);
 }
 
 /* ---- the call -------------------------------------------------------------------- */
@@ -638,6 +810,11 @@ static int64_t backoff_ns(struct sim *s, struct bl_sim_rng *r, uint32_t n, int64
 	return (int64_t)d + 1;
 }
 
+static struct bl_sim_provider *local_of(struct sim *s, struct task *t)
+{
+	return &s->local[(size_t)t->worker * s->n_tg + t->target];
+}
+
 /* Gives the worker's own limiter its slot back (uncoordinated). The naive
  * limiter keeps what it charged, but for unused output. */
 static void local_release(struct sim *s, struct task *t, uint64_t output)
@@ -646,21 +823,46 @@ static void local_release(struct sim *s, struct task *t, uint64_t output)
 
 	if (!t->has_local)
 		return;
-	bl_sim_provider_finish(&s->local[t->worker], &call, &t->local, output, s->now);
+	bl_sim_provider_finish(local_of(s, t), &call, &t->local, output, s->now);
 	t->has_local = false;
 }
 
-static void begin_call(struct sim *s, uint32_t id)
+static void call_provider(struct sim *s, uint32_t id);
+
+/* Waits, then starts the call over (begin_call) at `at`. */
+static void wait_then_retry(struct sim *s, struct task *t, enum task_state st, bl_time_ns at)
+{
+	set_state(s, t, st);
+	push_ev(s, at > s->now ? at : s->now + 1, EV_RETRY, t->id, t->gen);
+}
+
+/* The call has what the policy asks of it before it goes out (the shared
+ * budget's lease, under ballast): choose where it goes. */
+static void route(struct sim *s, uint32_t id)
 {
 	struct task *t = task_at(s, id);
 
-	if (s->use_limiter) {
-		limiter_enqueue(s, id);
-		return;
+	if (s->pol == BL_SIM_BALLAST && s->bal) {
+		bl_time_ns at;
+		int rc = pick_backend(s, t, &at);
+
+		if (rc == BL_ETOOBIG) {
+			task_end(s, id, false);
+			return;
+		}
+		if (rc == BL_EAGAIN) {
+			/* No backend now: give the shared lease back and try again
+			 * when a backend budget or a breaker may admit. */
+			leases_release(s, t, &(struct bl_amounts){{0}});
+			wait_then_retry(s, t, T_ACQUIRE, at ? at : s->now + BL_NS_PER_S);
+			return;
+		}
+	} else {
+		t->target = (uint16_t)(s->pooled ? s->rr++ % s->n_tg : 0);
 	}
-	if (s->local) {
+	if (s->local && s->tg[t->target].has_local) {
 		struct bl_sim_call call = {t->input, s->sc->max_tokens};
-		int rc = bl_sim_provider_admit(&s->local[t->worker], &call, s->now, &t->local);
+		int rc = bl_sim_provider_admit(local_of(s, t), &call, s->now, &t->local);
 
 		if (rc == BL_EAGAIN) {
 			/* Wait for the own bucket: sleep until it would conform. */
@@ -668,8 +870,7 @@ static void begin_call(struct sim *s, uint32_t id)
 						? s->now + t->local.retry_after_ns
 						: t->local.conform_at_ns;
 
-			set_state(s, t, T_ACQUIRE);
-			push_ev(s, at > s->now ? at : s->now + 1, EV_RETRY, id, t->gen);
+			wait_then_retry(s, t, T_ACQUIRE, at);
 			return;
 		}
 		if (rc) {
@@ -681,74 +882,76 @@ static void begin_call(struct sim *s, uint32_t id)
 	call_provider(s, id);
 }
 
+static void begin_call(struct sim *s, uint32_t id)
+{
+	if (s->pol == BL_SIM_BALLAST && s->shared_li >= 0)
+		limiter_enqueue(s, id, (uint32_t)s->shared_li);
+	else
+		route(s, id);
+}
+
 static void call_provider(struct sim *s, uint32_t id)
 {
 	struct task *t = task_at(s, id);
-	const struct bl_sim_provider_spec *ps = s->pspec;
+	struct target *g = &s->tg[t->target];
 	struct bl_sim_call call = {t->input, s->sc->max_tokens};
 	struct bl_sim_admission adm;
 	struct bl_sim_rng r;
-	int rc = bl_sim_provider_admit(&s->prov, &call, s->now, &adm);
+	int rc = bl_sim_provider_admit(&g->prov, &call, s->now, &adm);
 
 	attempt_rng(s, t, &r);
 	if (rc == 0) {
-		double err_rate, factor, lat;
+		double perr, pf, berr = g->bs.error_rate, bf = g->bs.latency_factor, lat;
 		uint64_t units[BL_DIM_COUNT] = {1, t->input + t->output, t->input, t->output};
 
-		bl_sim_provider_conditions(&s->prov, s->now, &err_rate, &factor);
+		bl_sim_provider_conditions(&g->prov, s->now, &perr, &pf);
+		for (size_t i = 0; i < g->bs.n_outages; i++) {
+			const struct bl_sim_outage *o = &g->bs.outages[i];
+
+			if (s->now >= o->at_ns && s->now - o->at_ns < o->for_ns) {
+				berr = o->error_rate;
+				bf *= o->latency_factor;
+				break;
+			}
+		}
 		t->adm = adm;
-		t->call_failed = bl_sim_rng_uniform(&r) < err_rate;
-		lat = bl_sim_dist_sample(&ps->latency_ns, &r) * factor;
+		t->call_ns = s->now;
+		t->call_failed = bl_sim_rng_uniform(&r) < 1 - (1 - perr) * (1 - berr);
+		lat = bl_sim_dist_sample(&g->ps->latency_ns, &r) * pf * bf;
 		if (!t->call_failed)
-			lat += ps->per_output_token_ns * (double)t->output;
+			lat += g->ps->per_output_token_ns * (double)t->output * pf * bf;
 		set_state(s, t, T_CALL);
-		meter_add(s, units);
+		meter_add(s, &g->meter, units);
 		push_ev(s, s->now + (bl_time_ns)lat + 1, EV_CALL_DONE, id, t->gen);
 		return;
 	}
 	if (rc == BL_EAGAIN) {
-		struct bl_amounts none = {0};
-
-		local_release(s, t, 0);
 		s->res->provider_429s++;
 		s->s_429++;
 		t->n429++;
-		if (t->has_lease) {
-			struct limiter *L = &s->lim[t->limiter];
-			bl_time_ns acquired = t->acquired_ns;
-
-			lease_release(s, t, &none); /* the provider counted nothing */
-			if (L->adaptive) {
-				if (L->last_decrease_ns && acquired < L->last_decrease_ns) {
-					bl_budget_on_rate_limited_stale(&L->b, s->now, adm.retry_after_ns);
-				} else {
-					bl_budget_on_rate_limited(&L->b, s->now, adm.retry_after_ns);
-					L->last_decrease_ns = s->now;
-				}
-			}
-		}
+		local_release(s, t, 0);
+		leases_release(s, t, &(struct bl_amounts){{0}}); /* the provider counted nothing */
+		leases_rate_limited(s, t, adm.retry_after_ns);
+		pool_finish(s, t, BL_BREAKER_RATE_LIMITED, 0);
 		if (t->n429 > s->sc->retry_attempts) {
 			task_end(s, id, false);
 			return;
 		}
-		if (s->pol == BL_SIM_BALLAST) {
-			/* Back in the budget's queue: the pause holds it until retry-after. */
-			limiter_enqueue(s, id);
+		if (s->pol == BL_SIM_BALLAST && (s->shared_li >= 0 || s->bal)) {
+			/* Back to the budget: its pause holds the call until retry-after. */
+			set_state(s, t, T_BETWEEN);
+			begin_call(s, id);
 			return;
 		}
-		set_state(s, t, T_BACKOFF);
-		push_ev(s, s->now + backoff_ns(s, &r, t->n429, adm.retry_after_ns), EV_RETRY, id,
-			t->gen);
+		wait_then_retry(s, t, T_BACKOFF,
+				s->now + backoff_ns(s, &r, t->n429, adm.retry_after_ns));
 		return;
 	}
 	/* Too large for the provider, or out of memory. */
 	if (rc == BL_ENOMEM)
 		s->err = BL_ENOMEM;
-	if (t->has_lease) {
-		struct bl_amounts none = {0};
-
-		lease_release(s, t, &none);
-	}
+	leases_release(s, t, &(struct bl_amounts){{0}});
+	pool_finish(s, t, BL_BREAKER_CANCELLED, 0);
 	local_release(s, t, 0);
 	task_end(s, id, false);
 }
@@ -756,17 +959,20 @@ static void call_provider(struct sim *s, uint32_t id)
 static void call_done(struct sim *s, uint32_t id)
 {
 	struct task *t = task_at(s, id);
+	struct target *g = &s->tg[t->target];
 	struct bl_sim_call call = {t->input, s->sc->max_tokens};
 	struct bl_amounts used = {0};
 	uint32_t li = t->limiter;
 	bool had = t->has_lease;
+	int64_t latency = s->now - t->call_ns;
 
 	s->res->calls++;
-	bl_sim_provider_finish(&s->prov, &call, &t->adm, t->call_failed ? 0 : t->output, s->now);
+	bl_sim_provider_finish(&g->prov, &call, &t->adm, t->call_failed ? 0 : t->output, s->now);
 	used.n[BL_DIM_REQUESTS] = 1;
 	used.n[BL_DIM_INPUT_TOKENS] = t->input;
 	used.n[BL_DIM_OUTPUT_TOKENS] = t->call_failed ? 0 : t->output;
-	lease_release(s, t, &used);
+	leases_release(s, t, &used);
+	pool_finish(s, t, t->call_failed ? BL_BREAKER_ERROR : BL_BREAKER_OK, latency);
 	local_release(s, t, t->call_failed ? 0 : t->output);
 	if (t->call_failed) {
 		struct bl_sim_rng r;
@@ -776,8 +982,7 @@ static void call_done(struct sim *s, uint32_t id)
 			task_end(s, id, false);
 		} else {
 			attempt_rng(s, t, &r);
-			set_state(s, t, T_ERRWAIT);
-			push_ev(s, s->now + backoff_ns(s, &r, t->nerr, 0), EV_RETRY, id, t->gen);
+			wait_then_retry(s, t, T_ERRWAIT, s->now + backoff_ns(s, &r, t->nerr, 0));
 		}
 	} else {
 		t->call++;
@@ -856,15 +1061,15 @@ static void task_end(struct sim *s, uint32_t id, bool done)
 {
 	struct task *t = task_at(s, id);
 
-	if (t->state == T_ACQUIRE)
+	if (bl_waitq_node_is_queued(&t->node))
 		bl_waitq_remove(&s->lim[t->limiter].q, &t->node);
 	if (t->state == T_CALL) {
 		struct bl_sim_call call = {t->input, s->sc->max_tokens};
 
-		bl_sim_provider_finish(&s->prov, &call, &t->adm, t->output, s->now);
+		bl_sim_provider_finish(&s->tg[t->target].prov, &call, &t->adm, t->output, s->now);
 	}
-	if (t->has_lease)
-		lease_release(s, t, NULL); /* ended mid-call: the estimate stays spent */
+	leases_release(s, t, NULL); /* ended mid-call: the estimates stay spent */
+	pool_finish(s, t, BL_BREAKER_CANCELLED, 0);
 	local_release(s, t, t->output);
 	if (done) {
 		int64_t lat = s->now - t->arrived_ns;
@@ -1168,7 +1373,13 @@ static void autoscale(struct sim *s)
 	char reason[REASON_MAX];
 	size_t n = 0, nm = 0, n_mem = 0;
 	double window_s = (double)s->scale_interval_ns / 1e9;
+	struct limiter *linked = NULL;
 	int rc;
+
+	/* The budget the autoscaler is linked to, when the simulation runs it. */
+	for (uint32_t i = 0; s->pol == BL_SIM_BALLAST && s->acfg->budget && i < s->n_lim; i++)
+		if (strcmp(s->lim[i].name, s->acfg->budget) == 0)
+			linked = &s->lim[i];
 
 	integrate(s);
 	memset(m, 0, sizeof m);
@@ -1253,7 +1464,7 @@ static void autoscale(struct sim *s)
 		m[nm].kind = BL_PLANNER_METRIC_AVERAGE;
 		m[nm].name = "queue";
 		m[nm].average.total = (double)s->wq_len +
-				      (s->use_limiter ? (double)bl_waitq_length(&s->lim[0].q) : 0);
+				      (linked ? (double)bl_waitq_length(&linked->q) : 0);
 		m[nm].average.target.value = s->acfg->queue_per_replica;
 		nm++;
 	}
@@ -1263,9 +1474,8 @@ static void autoscale(struct sim *s)
 	in.metric_count = nm;
 	in.panic = s->panic;
 	bl_planner_history_input(&s->hist, &in);
-	if (s->pol == BL_SIM_BALLAST && s->use_limiter && s->acfg->budget &&
-	    strcmp(s->acfg->budget, s->sc->budget) == 0) {
-		struct limiter *L = &s->lim[0];
+	if (linked) {
+		struct limiter *L = linked;
 		struct bl_budget_stats st;
 		int worst = -1;
 		int32_t busy = 0;
@@ -1275,7 +1485,7 @@ static void autoscale(struct sim *s)
 			if (st.dim[d].limit &&
 			    (worst < 0 || st.dim[d].utilization > st.dim[worst].utilization))
 				worst = d;
-		in.budget.name = s->sc->budget;
+		in.budget.name = L->name;
 		in.budget.queue_length = bl_waitq_length(&L->q);
 		in.budget.target_utilization = L->b.limits.target_utilization;
 		in.budget.utilization = worst >= 0 ? st.dim[worst].utilization : 0;
@@ -1399,9 +1609,11 @@ static void tick(struct sim *s)
 		if (t->state == T_QUEUED)
 			task_end(s, id, false); /* dropped: waited too long */
 	}
-	meter_advance(s, &s->meter);
-	if (s->quota_waiting == 0)
-		s->meter.saturated = false;
+	for (uint32_t k = 0; k < s->n_tg; k++) {
+		meter_advance(s, &s->tg[k].meter);
+		if (s->quota_waiting == 0)
+			s->tg[k].meter.saturated = false;
+	}
 	if (s->demand)
 		bl_planner_window_record(s->demand, s->now, (double)(s->live));
 	if (s->now % BAND_NS == 0) {
@@ -1483,26 +1695,208 @@ static int limiter_init(struct limiter *L, const struct bl_budget_limits *l, uin
 	return bl_waitq_tenant_init(&L->own, 1);
 }
 
+static enum bl_balance_strategy strategy_of(enum bl_cfg_strategy st)
+{
+	switch (st) {
+	case BL_STRATEGY_ROUND_ROBIN: return BL_BALANCE_ROUND_ROBIN;
+	case BL_STRATEGY_WEIGHTED: return BL_BALANCE_WEIGHTED;
+	case BL_STRATEGY_RANDOM: return BL_BALANCE_RANDOM;
+	case BL_STRATEGY_LEAST_INFLIGHT: return BL_BALANCE_LEAST_INFLIGHT;
+	case BL_STRATEGY_P2C: return BL_BALANCE_P2C;
+	case BL_STRATEGY_CONSISTENT_HASH: return BL_BALANCE_CONSISTENT_HASH;
+	case BL_STRATEGY_PEAK_EWMA:
+	default: return BL_BALANCE_PEAK_EWMA;
+	}
+}
+
+/* The daemon's mapping of a pool's breaker block (src/daemon/pools.c). */
+static void breaker_config_of(const struct bl_cfg_breaker *cb, struct bl_breaker_config *bc)
+{
+	bl_breaker_config_default(bc);
+	bc->window_is_time = cb->window_is_time;
+	bc->window_count = cb->window_count;
+	if (cb->window_is_time)
+		bc->window_ns = cb->window_ns;
+	bc->min_calls = cb->min_calls;
+	bc->failure_rate = cb->failure_rate;
+	bc->slow_call_ns = cb->slow_call_ns;
+	bc->slow_rate = cb->slow_rate;
+	bc->consecutive_failures = cb->consecutive_failures;
+	bc->open_for_ns = cb->open_for_ns;
+	bc->max_open_for_ns = cb->max_open_for_ns;
+	bc->half_open_probes = cb->half_open_probes;
+	bc->rate_limited_trips = cb->rate_limited_trips;
+}
+
+/* The limiter of budget cb (ballast), made on first use. Returns its index,
+ * or a negative BL_E* code with err set. */
+static int limiter_of(struct sim *s, const struct bl_cfg_budget *cb, char *err, size_t errcap)
+{
+	struct bl_budget_limits l;
+	struct bl_waitq_tenant_config tc[64];
+	size_t nt = cb->n_tenants < 64 ? cb->n_tenants : 64;
+	struct limiter *L;
+	char why[256];
+	int rc;
+
+	for (uint32_t i = 0; i < s->n_lim; i++)
+		if (strcmp(s->lim[i].name, cb->name) == 0)
+			return (int)i;
+	limits_from_config(cb, &l);
+	if (bl_budget_limits_check(&l, why, sizeof why))
+		return bl_errorf(err, errcap, BL_EINVAL, "budgets.%s: %s", cb->name, why);
+	L = &s->lim[s->n_lim];
+	if ((rc = limiter_init(L, &l, cb->max_queue)) != 0)
+		return bl_errorf(err, errcap, rc, "budget '%s' is not valid", cb->name);
+	s->n_lim++;
+	L->name = cb->name;
+	L->adaptive = true;
+	if (bl_waitq_tenants_create((uint32_t)(nt + BL_SIM_TENANTS_MAX + 8), &L->tenants))
+		return BL_ENOMEM;
+	for (size_t i = 0; i < nt; i++)
+		tc[i] = (struct bl_waitq_tenant_config){cb->tenants[i].name, strlen(cb->tenants[i].name),
+							cb->tenants[i].weight};
+	if (bl_waitq_tenants_configure(L->tenants, tc, nt))
+		return bl_errorf(err, errcap, BL_EINVAL, "budget '%s': bad tenants", cb->name);
+	return (int)(s->n_lim - 1);
+}
+
+/* Where calls go: the pool's backends (each its own quota), or the one
+ * provider; their budgets, breakers and balancer under ballast; the
+ * workers' own buckets under uncoordinated. */
+static int setup_targets(struct sim *s, char *err, size_t errcap)
+{
+	const struct bl_scenario *sc = s->sc;
+	const struct bl_config *pol = sc->policy;
+	const struct bl_cfg_pool *cp = sc->pool ? bl_config_pool(pol, sc->pool) : NULL;
+	const struct bl_cfg_budget *shared = sc->budget ? bl_config_budget(pol, sc->budget) : NULL;
+	int rc;
+
+	s->n_tg = cp ? (uint32_t)cp->n_backends : 1;
+	if (s->n_tg == 0 || s->n_tg > TARGETS_MAX)
+		return bl_errorf(err, errcap, BL_EINVAL, "pool '%s': 1..%d backends are simulated",
+				 sc->pool, TARGETS_MAX);
+	if (!cp && sc->provider < 0)
+		return bl_errorf(err, errcap, BL_EINVAL, "the scenario names no provider to call");
+	s->pooled = cp != NULL;
+	s->tg = calloc(s->n_tg, sizeof *s->tg);
+	s->lim = calloc(s->n_tg + 1, sizeof *s->lim);
+	if (!s->tg || !s->lim)
+		return BL_ENOMEM;
+	for (uint32_t k = 0; k < s->n_tg; k++) {
+		struct target *g = &s->tg[k];
+		const char *name = cp ? cp->backends[k].name : sc->providers[sc->provider].name;
+
+		g->li = -1;
+		snprintf(g->name, sizeof g->name, "%s", name);
+		if (cp) {
+			if (bl_scenario_backend(sc, name, &g->bs))
+				return bl_errorf(err, errcap, BL_EINVAL, "backend '%s' fronts no provider",
+						 name);
+		} else {
+			g->bs = (struct bl_sim_backend_spec){.provider = sc->provider, .latency_factor = 1};
+		}
+		g->ps = &sc->providers[g->bs.provider];
+		if ((rc = bl_sim_provider_init(&g->prov, &g->ps->config)) != 0)
+			return bl_errorf(err, errcap, rc, "provider '%s' is not valid", g->ps->name);
+		if ((rc = meter_init(&g->meter, &g->ps->config)) != 0)
+			return rc;
+	}
+	if (s->pol == BL_SIM_BALLAST) {
+		if (shared && (s->shared_li = limiter_of(s, shared, err, errcap)) < 0)
+			return s->shared_li;
+		for (uint32_t k = 0; cp && k < s->n_tg; k++) {
+			const struct bl_cfg_budget *bb = cp->backends[k].budget
+								 ? bl_config_budget(pol, cp->backends[k].budget)
+								 : NULL;
+
+			if (bb && (s->tg[k].li = limiter_of(s, bb, err, errcap)) < 0)
+				return s->tg[k].li;
+		}
+	}
+	if (s->pol == BL_SIM_BALLAST && cp) {
+		struct bl_balancer_config lc;
+		struct bl_breaker_config bc;
+		char why[256];
+
+		breaker_config_of(&cp->breaker, &bc);
+		if (bl_breaker_config_check(&bc, why, sizeof why))
+			return bl_errorf(err, errcap, BL_EINVAL, "pools.%s.breaker: %s", cp->name, why);
+		bl_balancer_config_default(&lc);
+		lc.strategy = strategy_of(cp->strategy);
+		lc.seed = s->seed ^ UINT64_C(0x62616c6c617374); /* the run's seed: reproducible */
+		lc.max_backends = s->n_tg;
+		lc.slow_start_ns = cp->slow_start_ns;
+		lc.ewma_decay_ns = cp->ewma_decay_ns;
+		s->max_ejected = cp->max_ejected;
+		if ((rc = bl_balancer_create(&lc, &s->bal)) != 0)
+			return bl_errorf(err, errcap, rc, "pool '%s': the balancer refused its "
+							  "configuration", cp->name);
+		for (uint32_t k = 0; k < s->n_tg; k++) {
+			struct target *g = &s->tg[k];
+			size_t bytes = bl_breaker_window_bytes(&bc);
+
+			if (!(g->br_window = calloc(1, bytes)))
+				return BL_ENOMEM;
+			if (bl_breaker_init(&g->br, &bc, g->br_window, bytes))
+				return bl_errorf(err, errcap, BL_EINVAL, "pool '%s': bad breaker", cp->name);
+			if ((rc = bl_balancer_add(s->bal, g->name, cp->backends[k].weight,
+						  BL_BALANCER_JOINED_LONG_AGO, &g->idx)) != 0)
+				return bl_errorf(err, errcap, rc, "pool '%s': backend '%s' refused",
+						 cp->name, g->name);
+		}
+	}
+	if (s->pol == BL_SIM_UNCOORDINATED) {
+		/* Each worker a plain token bucket per target with 1/N of its
+		 * budget (N = the initial replicas), as an agent that limits itself. */
+		uint32_t n = sc->replicas;
+		bool any = false;
+
+		for (uint32_t k = 0; k < s->n_tg; k++) {
+			struct target *g = &s->tg[k];
+			const struct bl_cfg_budget *cb = cp && cp->backends[k].budget
+								 ? bl_config_budget(pol, cp->backends[k].budget)
+								 : shared;
+			static const enum bl_dim map[BL_CFG_DIM_COUNT] = {
+				BL_DIM_REQUESTS, BL_DIM_TOKENS, BL_DIM_INPUT_TOKENS, BL_DIM_OUTPUT_TOKENS};
+
+			if (!cb)
+				continue;
+			bl_sim_provider_config_default(&g->local_cfg);
+			g->local_cfg.retry_after_round_ns = 0;
+			for (int d = 0; d < BL_CFG_DIM_COUNT; d++) {
+				if (!cb->limits[d].set)
+					continue;
+				g->local_cfg.rate[map[d]].limit =
+					cb->limits[d].limit / n ? cb->limits[d].limit / n : 1;
+				g->local_cfg.rate[map[d]].per_ns = cb->limits[d].per_ns;
+			}
+			if (cb->concurrent)
+				g->local_cfg.concurrent = cb->concurrent / n ? cb->concurrent / n : 1;
+			if (bl_sim_provider_config_check(&g->local_cfg, NULL, 0))
+				return bl_errorf(err, errcap, BL_EINVAL, "budget '%s' split %u ways is "
+									 "not valid", cb->name, n);
+			g->has_local = any = true;
+		}
+		if (any && !(s->local = calloc((size_t)s->n_workers * s->n_tg, sizeof *s->local)))
+			return BL_ENOMEM;
+	}
+	return 0;
+}
+
 static int setup(struct sim *s, char *err, size_t errcap)
 {
 	const struct bl_scenario *sc = s->sc;
 	const struct bl_config *pol = sc->policy;
-	const struct bl_cfg_budget *cb = sc->budget ? bl_config_budget(pol, sc->budget) : NULL;
 	uint32_t max_rep;
 	char why[256];
 	int rc;
 
 	s->free_task = NONE;
+	s->shared_li = -1;
 	s->acfg = &pol->autoscaler;
 	s->band_low = pol->autoscaler.cpu.low;
 	s->band_high = pol->autoscaler.cpu.high;
-	if (sc->provider < 0)
-		return bl_errorf(err, errcap, BL_EINVAL, "the scenario names no provider to call");
-	s->pspec = &sc->providers[sc->provider];
-	if ((rc = bl_sim_provider_init(&s->prov, &s->pspec->config)) != 0)
-		return bl_errorf(err, errcap, rc, "provider '%s' is not valid", s->pspec->name);
-	if ((rc = meter_init(&s->meter, &s->pspec->config)) != 0)
-		return rc;
 	bl_sim_rng_seed(&s->arr_rng, s->seed, ST_ARRIVALS, 0, 0);
 
 	/* Replicas: static keeps the initial count; the others scale. */
@@ -1557,56 +1951,8 @@ static int setup(struct sim *s, char *err, size_t errcap)
 		s->mem_admission = true;
 	}
 
-	/* Rate limiters. */
-	if (cb && s->pol == BL_SIM_BALLAST) {
-		struct bl_waitq_tenant_config tc[64];
-		size_t nt = cb->n_tenants < 64 ? cb->n_tenants : 64;
-
-		limits_from_config(cb, &s->limits);
-		if (bl_budget_limits_check(&s->limits, why, sizeof why))
-			return bl_errorf(err, errcap, BL_EINVAL, "budgets.%s: %s", cb->name, why);
-		s->use_limiter = true;
-		s->n_lim = 1;
-		if (!(s->lim = calloc(1, sizeof *s->lim)))
-			return BL_ENOMEM;
-		if ((rc = limiter_init(&s->lim[0], &s->limits, cb->max_queue)) != 0)
-			return bl_errorf(err, errcap, rc, "budget '%s' is not valid", cb->name);
-		s->lim[0].adaptive = true;
-		if (bl_waitq_tenants_create((uint32_t)(nt + BL_SIM_TENANTS_MAX + 8),
-					    &s->lim[0].tenants))
-			return BL_ENOMEM;
-		for (size_t i = 0; i < nt; i++)
-			tc[i] = (struct bl_waitq_tenant_config){cb->tenants[i].name,
-								strlen(cb->tenants[i].name),
-								cb->tenants[i].weight};
-		if (bl_waitq_tenants_configure(s->lim[0].tenants, tc, nt))
-			return bl_errorf(err, errcap, BL_EINVAL, "budget '%s': bad tenants", cb->name);
-	} else if (cb && s->pol == BL_SIM_UNCOORDINATED) {
-		/* Each worker a plain token bucket with 1/N of the budget's limits
-		 * (N = the initial replicas), as an agent that limits itself. */
-		uint32_t n = sc->replicas;
-
-		bl_sim_provider_config_default(&s->local_cfg);
-		s->local_cfg.retry_after_round_ns = 0;
-		for (int d = 0; d < BL_CFG_DIM_COUNT; d++) {
-			static const enum bl_dim map[BL_CFG_DIM_COUNT] = {
-				BL_DIM_REQUESTS, BL_DIM_TOKENS, BL_DIM_INPUT_TOKENS,
-				BL_DIM_OUTPUT_TOKENS};
-
-			if (!cb->limits[d].set)
-				continue;
-			s->local_cfg.rate[map[d]].limit = cb->limits[d].limit / n ? cb->limits[d].limit / n : 1;
-			s->local_cfg.rate[map[d]].per_ns = cb->limits[d].per_ns;
-		}
-		if (cb->concurrent)
-			s->local_cfg.concurrent = cb->concurrent / n ? cb->concurrent / n : 1;
-		if (!(s->local = calloc(s->n_workers, sizeof *s->local)))
-			return BL_ENOMEM;
-		for (uint32_t i = 0; i < s->n_workers; i++)
-			if (bl_sim_provider_init(&s->local[i], &s->local_cfg))
-				return bl_errorf(err, errcap, BL_EINVAL, "budget '%s' split %u ways "
-									 "is not valid", cb->name, n);
-	}
+	if ((rc = setup_targets(s, err, errcap)) != 0)
+		return rc;
 	s->sample_ns = s->sample_ns ? s->sample_ns : sc->sample_ns;
 	if (!s->sample_ns) {
 		/* About 500 rows, in whole seconds. */
@@ -1629,9 +1975,16 @@ static void teardown(struct sim *s)
 		bl_waitq_tenants_destroy(s->lim[i].tenants);
 	}
 	free(s->lim);
-	for (uint32_t i = 0; s->local && i < s->n_workers; i++)
+	for (size_t i = 0; s->local && i < (size_t)s->n_workers * s->n_tg; i++)
 		bl_sim_provider_cleanup(&s->local[i]);
 	free(s->local);
+	for (uint32_t k = 0; s->tg && k < s->n_tg; k++) {
+		bl_sim_provider_cleanup(&s->tg[k].prov);
+		free(s->tg[k].meter.ring);
+		free(s->tg[k].br_window);
+	}
+	free(s->tg);
+	bl_balancer_destroy(s->bal);
 	free(s->workers);
 	free(s->pods);
 	free(s->mem_pods);
@@ -1640,8 +1993,6 @@ static void teardown(struct sim *s)
 	free(s->plan);
 	free(s->demand);
 	free(s->lat);
-	free(s->meter.ring);
-	bl_sim_provider_cleanup(&s->prov);
 	bl_sim_eventq_cleanup(&s->q);
 }
 
@@ -1792,13 +2143,26 @@ int bl_sim_run(const struct bl_scenario *sc, enum bl_sim_policy pol,
 		s->now = s->duration_ns;
 	finish_leftovers(s);
 	integrate(s);
-	meter_advance(s, &s->meter);
 	out->end_ns = s->now;
 	out->replica_seconds = s->g_alive_area / 1e9;
-	if (s->meter.n) {
-		out->quota_mean = s->meter.sum / (double)s->meter.n;
-		out->quota_min = s->meter.min;
-		out->quota_windows = s->meter.n;
+	{
+		double sum = 0, min = -1;
+		uint64_t n = 0;
+
+		for (uint32_t k = 0; k < s->n_tg; k++) {
+			struct meter *m = &s->tg[k].meter;
+
+			meter_advance(s, m);
+			sum += m->sum;
+			n += m->n;
+			if (m->n && (min < 0 || m->min < min))
+				min = m->min;
+		}
+		if (n) {
+			out->quota_mean = sum / (double)n;
+			out->quota_min = min;
+			out->quota_windows = n;
+		}
 	}
 	if (s->band_n)
 		out->cpu_in_band = (double)s->band_in / (double)s->band_n;
