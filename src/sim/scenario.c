@@ -1081,9 +1081,12 @@ static void load_arrivals(struct ctx *c, const struct ynode *raw)
 
 				*bu = (struct bl_sim_burst){0, 0, 1};
 				if (bm) {
-					if (!get_duration(c, bm, "at", 0, INT64_MAX / 4, &bu->at_ns) |
-					    !get_duration(c, bm, "for", 1, INT64_MAX / 4, &bu->for_ns) |
-					    !get_double(c, bm, "factor", 0.001, 1e6, &bu->factor))
+					/* Read all three, so that each is reported. */
+					bool at = get_duration(c, bm, "at", 0, INT64_MAX / 4, &bu->at_ns);
+					bool len = get_duration(c, bm, "for", 1, INT64_MAX / 4, &bu->for_ns);
+					bool factor = get_double(c, bm, "factor", 0.001, 1e6, &bu->factor);
+
+					if (!at || !len || !factor)
 						if (!c->invalid)
 							report(c, b->kids[i], "a burst needs 'at', 'for' "
 									      "and 'factor'");
@@ -1406,10 +1409,10 @@ static void resolve(struct ctx *c, const struct ynode *root)
 		report(c, lookup(w, "budget"), "budget '%s' is not defined under budgets",
 		       sc->budget);
 		path_pop(c, mk);
-	} else if (!sc->budget && pol->n_budgets > 1) {
+	} else if (!sc->budget && pol->n_budgets > 1 && !sc->pool) {
 		report(c, w, "several budgets are defined: name the one agents acquire from with "
 			     "'budget'");
-	} else if (!sc->budget && pol->n_budgets == 1 &&
+	} else if (!sc->budget && !sc->pool && pol->n_budgets == 1 &&
 		   !(sc->budget = dup_n(pol->budgets[0].name, strlen(pol->budgets[0].name)))) {
 		c->err = BL_ENOMEM;
 	}
