@@ -2,7 +2,7 @@
  *
  *   loadgen --url http://127.0.0.1:PORT [--connections 50] [--duration 10s]
  *           [--warmup 2s] [--mode healthz|acquire-release|acquire]
- *           [--budget NAME] [--tokens N]
+ *           [--budget NAME] [--tokens N] [--pool NAME]
  *
  * Each connection is keep-alive and has one request in flight at a time: it
  * sends the next request only when the previous answer is complete (closed
@@ -119,6 +119,7 @@ struct opts {
 	uint64_t warmup_ns;
 	enum mode mode;
 	const char *budget;
+	const char *pool;  /* NULL: acquire from the budget only */
 	unsigned long long tokens;
 };
 
@@ -127,7 +128,7 @@ static void usage(FILE *f)
 	fprintf(f, "usage: loadgen --url http://HOST:PORT [--connections N] [--duration 10s] "
 	           "[--warmup 2s]\n"
 	           "               [--mode healthz|acquire-release|acquire] [--budget NAME] "
-	           "[--tokens N]\n");
+	           "[--tokens N] [--pool NAME]\n");
 }
 
 static int usage_error(const char *what, const char *arg)
@@ -196,7 +197,7 @@ static int parse_url(const char *url, struct opts *o)
 static int known_option(const char *key)
 {
 	static const char *const keys[] = {"--url",  "--connections", "--duration", "--warmup",
-	                                   "--mode", "--budget",      "--tokens"};
+	                                   "--mode", "--budget",      "--tokens", "--pool"};
 
 	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
 		if (strcmp(key, keys[i]) == 0)
@@ -284,6 +285,10 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 				if ((unsigned char)*c < 0x20)
 					return usage_error("--budget wants a plain name", val);
 			o->budget = val;
+		} else if (strcmp(key, "--pool") == 0) {
+			if (!*val || strlen(val) > 128 || strpbrk(val, "\"\\"))
+				return usage_error("--pool wants a plain name", val);
+			o->pool = val;
 		} else if (strcmp(key, "--tokens") == 0) {
 			char *e;
 
@@ -631,8 +636,12 @@ int main(int argc, char **argv)
 	healthz_len = (size_t)snprintf(healthz_req, sizeof healthz_req,
 	                               "GET /healthz HTTP/1.1\r\nHost: %s:%d\r\n\r\n", opt.host,
 	                               opt.port);
-	bl = snprintf(body, sizeof body, "{\"budget\":\"%s\",\"tokens\":%llu}", opt.budget,
-	              opt.tokens);
+	if (opt.pool)
+		bl = snprintf(body, sizeof body, "{\"budget\":\"%s\",\"pool\":\"%s\",\"tokens\":%llu}",
+		              opt.budget, opt.pool, opt.tokens);
+	else
+		bl = snprintf(body, sizeof body, "{\"budget\":\"%s\",\"tokens\":%llu}", opt.budget,
+		              opt.tokens);
 	acquire_len = (size_t)snprintf(acquire_req, sizeof acquire_req,
 	                               "POST /v1/acquire HTTP/1.1\r\nHost: %s:%d\r\n"
 	                               "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",

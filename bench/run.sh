@@ -74,6 +74,13 @@ budgets:
     limits:
       requests: {limit: 1000000000, per: 1m}
       tokens: {limit: 1000000000000, per: 1m}
+pools:
+  bench:                # the calls never go out: the pick and its bookkeeping are measured
+    strategy: peak_ewma
+    backends:
+      - {name: a, url: "http://127.0.0.1:9"}
+      - {name: b, url: "http://127.0.0.1:9"}
+      - {name: c, url: "http://127.0.0.1:9"}
 YAML
 "$bin" serve -c "$work/ballast.yaml" --listen 127.0.0.1:0 2>"$work/log" &
 pid=$!
@@ -116,10 +123,11 @@ echo "== loadgen: closed loop, $conns keep-alive connections, ${warmup}s warm-up
 printf '%-34s %10s %9s %9s %9s %9s %7s %7s %12s\n' run req/s p50_us p99_us p99.9_us max_us errors non2xx srv_cpu_us/req
 # The daemon's own CPU time per request over the timed window (after the
 # warm-up): less sensitive than req/s to what else the two cores are doing.
-run_loadgen() { # mode -> sets lgres to the RESULT line plus " srv_cpu_us=...", or fails
-	local c0 c1
+run_loadgen() { # mode [loadgen options] -> sets lgres to the RESULT line plus " srv_cpu_us=...", or fails
+	local c0 c1 mode=$1
+	shift
 	timeout "$bound" "$loadgen" --url "http://$addr" --connections "$conns" --duration "${secs}s" \
-		--warmup "${warmup}s" --mode "$1" --budget bench --tokens 100 2>"$work/loadgen.err" >"$work/loadgen.out" &
+		--warmup "${warmup}s" --mode "$mode" --budget bench --tokens 100 "$@" 2>"$work/loadgen.err" >"$work/loadgen.out" &
 	lgpid=$!
 	sleep "$warmup"
 	c0=$(cpu_ticks "$pid")
@@ -141,6 +149,10 @@ run_loadgen acquire-release
 lg_ar=$lgres
 show "POST acquire + release (requests)" "$lg_ar"
 echo "  acquire+release pairs/s: $(field pairs_per_s "$lg_ar")"
+run_loadgen acquire-release --pool bench
+lg_pool=$lgres
+show "POST acquire(budget+pool) + release" "$lg_pool"
+echo "  with a pool (peak_ewma over 3 backends, breakers, latency EWMA): pairs/s $(field pairs_per_s "$lg_pool")"
 [ -s "$work/loadgen.err" ] && sed 's/^/  /' "$work/loadgen.err"
 rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
 echo "daemon peak RSS: ${rss} KiB"
