@@ -10,6 +10,7 @@
 
 #include "ballast/error.h"
 #include "ballast/units.h"
+#include "charts.h"
 
 #define EXIT_USAGE 2
 
@@ -140,7 +141,7 @@ void bl_sim_print_table(FILE *f, const struct bl_scenario *sc, uint64_t seed,
 
 static const char usage[] =
 	"usage: ballast sim SCENARIO.yaml [--out DIR] [--seed N] [--duration D] [--policy NAME]...\n"
-	"  --out DIR       write DIR/summary.json and DIR/timeseries.csv\n"
+	"  --out DIR       write DIR/summary.json, DIR/timeseries.csv and charts (DIR/index.html)\n"
 	"  --seed N        random seed (default: the scenario's `seed`, else 1)\n"
 	"  --duration D    simulated time of arrivals, such as 2h (default: the scenario's)\n"
 	"  --policy NAME   ballast, hpa, uncoordinated or static; repeat or separate with\n"
@@ -303,11 +304,12 @@ int bl_sim_main(int argc, char **argv)
 			goto out;
 		}
 		if (write_file(out, "summary.json", sc, o.seed, o.duration_ns, res, n) ||
-		    write_file(out, "timeseries.csv", sc, o.seed, o.duration_ns, res, n)) {
+		    write_file(out, "timeseries.csv", sc, o.seed, o.duration_ns, res, n) ||
+		    bl_sim_write_charts(out, sc, o.seed, o.duration_ns, res, n)) {
 			rc = 1;
 			goto out;
 		}
-		printf("\nwrote %s/summary.json and %s/timeseries.csv\n", out, out);
+		printf("\nwrote %s/index.html (charts), summary.json and timeseries.csv\n", out);
 	}
 	rc = 0;
 out:

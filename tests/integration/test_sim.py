@@ -8,6 +8,7 @@ import os
 import shutil
 import tempfile
 import unittest
+import xml.dom.minidom
 
 from harness import SOURCE_DIR, run_cli
 
@@ -55,13 +56,21 @@ class SimTest(unittest.TestCase):
         self.assertEqual({r["policy"] for r in rows}, set(POLICIES))
         self.assertIn("replicas", rows[0])
         self.assertIn("quota_use", rows[0])
+        # Charts, written by ballast itself, tied together by index.html.
+        with open(os.path.join(out, "index.html")) as f:
+            index = f.read()
+        for chart in ("replicas", "cpu", "quota", "waiting", "429s", "latency"):
+            self.assertIn('src="%s.svg"' % chart, index)
+            doc = xml.dom.minidom.parse(os.path.join(out, chart + ".svg"))
+            self.assertEqual(doc.documentElement.tagName, "svg")
+            self.assertEqual(len(doc.getElementsByTagName("polyline")) >= 4, True, chart)
 
     def test_same_seed_same_bytes(self):
         a, b, c = (os.path.join(self.tmp, x) for x in "abc")
         for d, seed in ((a, "11"), (b, "11"), (c, "12")):
             code, _, stderr = self.sim(STEADY, "--out", d, "--seed", seed, "--duration", "10m")
             self.assertEqual(code, 0, stderr)
-        for name in ("summary.json", "timeseries.csv"):
+        for name in ("summary.json", "timeseries.csv", "quota.svg", "index.html"):
             with open(os.path.join(a, name), "rb") as f:
                 x = f.read()
             with open(os.path.join(b, name), "rb") as f:
