@@ -74,6 +74,22 @@ void bl_sim_write_summary(FILE *f, const struct bl_scenario *sc, uint64_t seed,
 		fprintf(f, "      \"scale_events\": %" PRIu64 ",\n", r->scale_events);
 		fprintf(f, "      \"flaps\": %" PRIu64 ",\n", r->flaps);
 		fprintf(f, "      \"oom_kills\": %" PRIu64 ",\n", r->oom_kills);
+		if (r->n_tenants) {
+			fputs("      \"tenants\": {", f);
+			for (size_t k = 0; k < r->n_tenants; k++) {
+				const struct bl_sim_tenant_result *t = &r->tenants[k];
+
+				fprintf(f, "%s\n        ", k ? "," : "");
+				put_json_string(f, sc->tenants[k].name);
+				fprintf(f, ": {\"tasks_total\": %" PRIu64 ", \"tasks_done\": %" PRIu64
+					   ", \"slo_attainment\": %.4f, \"latency_ms\": {\"p50\": %.3f, "
+					   "\"p95\": %.3f, \"p99\": %.3f}}",
+					t->tasks_total, t->tasks_done,
+					t->tasks_total ? (double)t->tasks_in_slo / (double)t->tasks_total : 0,
+					t->latency_p50_ms, t->latency_p95_ms, t->latency_p99_ms);
+			}
+			fputs("\n      },\n", f);
+		}
 		fprintf(f, "      \"events\": %" PRIu64 "\n    }", r->events);
 	}
 	fputs("\n  }\n}\n", f);

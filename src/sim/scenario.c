@@ -938,8 +938,9 @@ static void load_trace(struct ctx *c, const struct ynode *at, const char *file)
 	struct bl_scenario *sc = c->sc;
 	char *dir = NULL, *full = NULL, line[1024];
 	FILE *f = NULL;
-	size_t cap = 0, lineno = 0;
+	size_t cap = 0, lineno = 0, rows_before = sc->n_trace;
 	bl_time_ns last = 0;
+	bool header = false;
 
 	if (!(dir = dir_of(c->file)))
 		goto nomem;
@@ -972,8 +973,10 @@ static void load_trace(struct ctx *c, const struct ynode *at, const char *file)
 				break;
 			*p++ = '\0';
 		}
-		if (lineno == 1 && strspn(fields[0], "0123456789.") == 0)
-			continue; /* header */
+		if (!header && rows_before == sc->n_trace && strspn(fields[0], "0123456789.") == 0) {
+			header = true; /* the header, before any row */
+			continue;
+		}
 		if (p || nf < 3) {
 			diag_trace:
 			if (bl_diags_add(c->diags, full, (int)lineno, 1, "",

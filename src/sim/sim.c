@@ -172,9 +172,12 @@ struct sim {
 	bl_time_ns next_arrival_ns;
 	size_t trace_at;
 
-	/* the work queue: task ids, FIFO ring */
-	uint32_t *wq;
-	size_t wq_cap, wq_head, wq_len;
+	/* the work queue: task ids, a FIFO ring per priority class */
+	struct fifo {
+		uint32_t *a;
+		size_t cap, head, len;
+	} wqs[BL_WAITQ_CLASSES];
+	size_t wq_len;                    /* tasks in all of them */
 
 	/* free worker slots: (worker, gen) FIFO ring */
 	uint64_t *slots;
@@ -236,6 +239,7 @@ struct sim {
 	uint64_t in_call;
 	uint64_t s_429, s_done, s_failed, s_dropped; /* in the sample period */
 	int64_t *lat;                     /* latencies of tasks done, ns */
+	int16_t *lat_tenant;              /* their tenants (-1: none) */
 	size_t n_lat, cap_lat;
 	size_t smp_lat0;                  /* first latency of the sample period */
 	size_t cap_samples;
@@ -547,6 +551,22 @@ static void worker_remove(struct sim *s, uint32_t id)
 	s->alive--;
 	w->state = W_FREE;
 	w->gen++;
+}
+
+/* The work queue's most urgent non-empty class (call with wq_len > 0). */
+static struct fifo *wq_first(struct sim *s)
+{
+	for (int c = 0; c < BL_WAITQ_CLASSES; c++)
+		if (s->wqs[c].len)
+			return &s->wqs[c];
+	return &s->wqs[0];
+}
+
+static void wq_pop(struct sim *s, struct fifo *q)
+{
+	q->head = (q->head + 1) % q->cap;
+	q->len--;
+	s->wq_len--;
 }
 
 static void dispatch(struct sim *s);
@@ -1078,19 +1098,28 @@ static void task_end(struct sim *s, uint32_t id, bool done)
 		s->s_done++;
 		if (lat <= s->sc->slo_ns)
 			s->res->tasks_in_slo++;
+		if (t->tenant >= 0) {
+			s->res->tenants[t->tenant].tasks_done++;
+			s->res->tenants[t->tenant].tasks_in_slo += lat <= s->sc->slo_ns;
+		}
 		if (s->n_lat == s->cap_lat) {
 			size_t cap = s->cap_lat ? s->cap_lat * 2 : 65536;
 			int64_t *l = realloc(s->lat, cap * sizeof *l);
+			int16_t *lt = l ? realloc(s->lat_tenant, cap * sizeof *lt) : NULL;
 
-			if (!l) {
+			if (l)
+				s->lat = l;
+			if (!l || !lt) {
 				s->err = BL_ENOMEM;
 			} else {
-				s->lat = l;
+				s->lat_tenant = lt;
 				s->cap_lat = cap;
 			}
 		}
-		if (s->n_lat < s->cap_lat)
+		if (s->n_lat < s->cap_lat) {
+			s->lat_tenant[s->n_lat] = t->tenant;
 			s->lat[s->n_lat++] = lat;
+		}
 	} else if (t->worker == NONE) {
 		s->res->tasks_dropped++;
 		s->s_dropped++;
@@ -1113,15 +1142,15 @@ static void dispatch(struct sim *s)
 		return; /* task_end inside: the outer loop carries on */
 	s->dispatching = true;
 	while (!s->err && s->wq_len && s->sl_len) {
-		uint32_t id = s->wq[s->wq_head];
+		struct fifo *q = wq_first(s);
+		uint32_t id = q->a[q->head];
 		struct task *t = task_at(s, id);
 		uint64_t slot = s->slots[s->sl_head];
 		uint32_t wid = (uint32_t)(slot >> 32);
 		struct worker *w = &s->workers[wid];
 
 		if (t->state != T_QUEUED || s->now - t->arrived_ns > s->sc->max_wait_ns) {
-			s->wq_head = (s->wq_head + 1) % s->wq_cap;
-			s->wq_len--;
+			wq_pop(s, q);
 			if (t->state == T_QUEUED)
 				task_end(s, id, false); /* dropped: waited too long */
 			continue;
@@ -1139,8 +1168,7 @@ static void dispatch(struct sim *s)
 				 * daemon answers too_large; the slot stays free. */
 				s->sl_head = (s->sl_head + s->sl_cap - 1) % s->sl_cap;
 				s->sl_len++;
-				s->wq_head = (s->wq_head + 1) % s->wq_cap;
-				s->wq_len--;
+				wq_pop(s, q);
 				task_end(s, id, false);
 				continue;
 			}
@@ -1149,8 +1177,7 @@ static void dispatch(struct sim *s)
 				continue;
 			}
 		}
-		s->wq_head = (s->wq_head + 1) % s->wq_cap;
-		s->wq_len--;
+		wq_pop(s, q);
 		t->worker = wid;
 		t->wprev = NONE;
 		t->wnext = w->first;
@@ -1199,22 +1226,29 @@ static void enqueue_task(struct sim *s, uint32_t id)
 		task_end(s, id, false);
 		return;
 	}
-	if (s->wq_len == s->wq_cap) {
-		size_t cap = s->wq_cap ? s->wq_cap * 2 : 4096;
-		uint32_t *q = malloc(cap * sizeof *q);
+	{
+		struct task *t = task_at(s, id);
+		struct fifo *q = &s->wqs[t->tenant >= 0 ? s->sc->tenants[t->tenant].cls
+							 : BL_WAITQ_NORMAL];
 
-		if (!q) {
-			s->err = BL_ENOMEM;
-			return;
+		if (q->len == q->cap) {
+			size_t cap = q->cap ? q->cap * 2 : 4096;
+			uint32_t *a = malloc(cap * sizeof *a);
+
+			if (!a) {
+				s->err = BL_ENOMEM;
+				return;
+			}
+			for (size_t i = 0; i < q->len; i++)
+				a[i] = q->a[(q->head + i) % q->cap];
+			free(q->a);
+			q->a = a;
+			q->cap = cap;
+			q->head = 0;
 		}
-		for (size_t i = 0; i < s->wq_len; i++)
-			q[i] = s->wq[(s->wq_head + i) % s->wq_cap];
-		free(s->wq);
-		s->wq = q;
-		s->wq_cap = cap;
-		s->wq_head = 0;
+		q->a[(q->head + q->len++) % q->cap] = id;
+		s->wq_len++;
 	}
-	s->wq[(s->wq_head + s->wq_len++) % s->wq_cap] = id;
 	task_at(s, id)->state = T_QUEUED;
 	dispatch(s);
 }
@@ -1292,10 +1326,11 @@ static void arrive(struct sim *s)
 		t->task_output = row->output_tokens;
 		if (!t->task_input && !t->task_output)
 			t->task_input = 1; /* an empty row still asks for something */
-		if (row->tenant >= 0)
-			t->tenant = (int16_t)row->tenant;
+		t->tenant = (int16_t)row->tenant; /* the trace says, or no tenant */
 	}
 	s->res->tasks_total++;
+	if (t->tenant >= 0)
+		s->res->tenants[t->tenant].tasks_total++;
 	s->live++;
 	next = next_arrival(s, s->now);
 	if (next >= 0 && next < s->duration_ns)
@@ -1598,16 +1633,19 @@ static void sample(struct sim *s)
 static void tick(struct sim *s)
 {
 	integrate(s);
-	while (s->wq_len) {
-		uint32_t id = s->wq[s->wq_head];
-		struct task *t = task_at(s, id);
+	for (int c = 0; c < BL_WAITQ_CLASSES; c++) {
+		struct fifo *q = &s->wqs[c];
 
-		if (t->state == T_QUEUED && s->now - t->arrived_ns <= s->sc->max_wait_ns)
-			break;
-		s->wq_head = (s->wq_head + 1) % s->wq_cap;
-		s->wq_len--;
-		if (t->state == T_QUEUED)
-			task_end(s, id, false); /* dropped: waited too long */
+		while (q->len) {
+			uint32_t id = q->a[q->head];
+			struct task *t = task_at(s, id);
+
+			if (t->state == T_QUEUED && s->now - t->arrived_ns <= s->sc->max_wait_ns)
+				break;
+			wq_pop(s, q);
+			if (t->state == T_QUEUED)
+				task_end(s, id, false); /* dropped: waited too long */
+		}
 	}
 	for (uint32_t k = 0; k < s->n_tg; k++) {
 		meter_advance(s, &s->tg[k].meter);
@@ -1968,7 +2006,8 @@ static void teardown(struct sim *s)
 	for (size_t i = 0; i < s->n_chunks; i++)
 		free(s->chunks[i]);
 	free(s->chunks);
-	free(s->wq);
+	for (int c = 0; c < BL_WAITQ_CLASSES; c++)
+		free(s->wqs[c].a);
 	free(s->slots);
 	for (uint32_t i = 0; s->lim && i < s->n_lim; i++) {
 		bl_waitq_cleanup(&s->lim[i].q);
@@ -1993,6 +2032,7 @@ static void teardown(struct sim *s)
 	free(s->plan);
 	free(s->demand);
 	free(s->lat);
+	free(s->lat_tenant);
 	bl_sim_eventq_cleanup(&s->q);
 }
 
@@ -2009,6 +2049,8 @@ static void finish_leftovers(struct sim *s)
 				task_end(s, id, false);
 		}
 	s->wq_len = 0;
+	for (int c = 0; c < BL_WAITQ_CLASSES; c++)
+		s->wqs[c].len = 0;
 }
 
 static void handle(struct sim *s, const struct bl_sim_event *e)
@@ -2166,6 +2208,27 @@ int bl_sim_run(const struct bl_scenario *sc, enum bl_sim_policy pol,
 	}
 	if (s->band_n)
 		out->cpu_in_band = (double)s->band_in / (double)s->band_n;
+	/* Per tenant first: the arrays are still in completion order. */
+	out->n_tenants = sc->n_tenants;
+	for (size_t k = 0; k < sc->n_tenants && s->n_lat; k++) {
+		struct bl_sim_tenant_result *tr = &out->tenants[k];
+		int64_t *v = malloc(s->n_lat * sizeof *v);
+		size_t m = 0;
+
+		if (!v) {
+			rc = BL_ENOMEM;
+			goto out;
+		}
+		for (size_t i = 0; i < s->n_lat; i++)
+			if (s->lat_tenant[i] == (int16_t)k)
+				v[m++] = s->lat[i];
+		if (m)
+			qsort(v, m, sizeof *v, cmp_i64);
+		tr->latency_p50_ms = pct_ms(v, m, 0.50);
+		tr->latency_p95_ms = pct_ms(v, m, 0.95);
+		tr->latency_p99_ms = pct_ms(v, m, 0.99);
+		free(v);
+	}
 	if (s->n_lat)
 		qsort(s->lat, s->n_lat, sizeof *s->lat, cmp_i64);
 	out->latency_p50_ms = pct_ms(s->lat, s->n_lat, 0.50);

@@ -70,6 +70,16 @@ struct bl_sim_sample {
 	double latency_p50_ms;    /* of the tasks done in the period; -1 when none */
 };
 
+/* What one tenant of the workload got. */
+struct bl_sim_tenant_result {
+	uint64_t tasks_total;
+	uint64_t tasks_done;
+	uint64_t tasks_in_slo;
+	double latency_p50_ms;      /* of its tasks done; 0 when none */
+	double latency_p95_ms;
+	double latency_p99_ms;
+};
+
 /* What one policy did. */
 struct bl_sim_result {
 	enum bl_sim_policy policy;
@@ -97,6 +107,8 @@ struct bl_sim_result {
 	uint32_t peak_replicas;     /* most workers asked for at once */
 	bl_time_ns end_ns;          /* virtual time the run ended */
 	uint64_t events;            /* events processed */
+	struct bl_sim_tenant_result tenants[BL_SIM_TENANTS_MAX]; /* per workload tenant */
+	size_t n_tenants;
 	struct bl_sim_sample *samples; /* the timeseries */
 	size_t n_samples;
 };

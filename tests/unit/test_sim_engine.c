@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ballast/error.h"
 #include "report.h"
@@ -290,6 +291,56 @@ static void test_loader_errors(void **state)
 		     "s.yaml:2:33: workload.arrivals.file: cannot open the trace /nonexistent/x.csv");
 }
 
+/* A CSV trace: rows become arrivals with their tokens and tenants; a bad
+ * row is reported at the trace's file and line. */
+static void test_trace(void **state)
+{
+	char path[] = "/tmp/test_sim_traceXXXXXX", text[1024];
+	int fd = mkstemp(path);
+	FILE *f = fdopen(fd, "w");
+	struct bl_scenario *sc;
+	struct bl_sim_result r[BL_SIM_POLICY_COUNT];
+	char *x;
+
+	assert_non_null(f);
+	fputs("# comment\ntime_s,input_tokens,output_tokens,tenant\n0.5,1000,100,a\n"
+	      "1.5,2000,200\n\n2.25,3000,300,b\n", f);
+	fclose(f);
+	snprintf(text, sizeof text,
+		 "duration: 1m\n"
+		 "workload:\n"
+		 "  arrivals: {kind: trace, file: %s}\n"
+		 "  tenants: [{name: a}, {name: b, priority: low}]\n"
+		 "providers:\n  p: {limits: {requests: {limit: 100, per: 1m}}}\n", path);
+	sc = load(text);
+	assert_int_equal(sc->n_trace, 3);
+	assert_int_equal(sc->trace[0].at_ns, 500 * BL_NS_PER_MS);
+	assert_int_equal(sc->trace[1].input_tokens, 2000);
+	assert_int_equal(sc->trace[1].tenant, -1);
+	assert_int_equal(sc->trace[2].tenant, 1);
+	x = run_all(sc, 1, r);
+	for (int p = 0; p < BL_SIM_POLICY_COUNT; p++) {
+		assert_int_equal(r[p].tasks_total, 3);
+		assert_int_equal(r[p].tenants[0].tasks_total, 1);
+		assert_int_equal(r[p].tenants[1].tasks_total, 1);
+	}
+	assert_non_null(strstr(x, "\"tenants\": {"));
+	free(x);
+	cleanup_all(r);
+	bl_scenario_destroy(sc);
+	/* Time going back on line 4. */
+	f = fopen(path, "w");
+	fputs("0,1,1\n5,1,1\n6,1,1\n4,1,1\n", f);
+	fclose(f);
+	{
+		char want[128];
+
+		snprintf(want, sizeof want, "%s:4:1: expected time_s,input_tokens,output_tokens", path);
+		expect_error(text, want);
+	}
+	unlink(path);
+}
+
 /* The rate and burst arithmetic arrivals use. */
 static void test_rate_factor(void **state)
 {
@@ -322,6 +373,7 @@ int main(void)
 		cmocka_unit_test(test_ballast_no_429s),
 		cmocka_unit_test(test_loader_errors),
 		cmocka_unit_test(test_rate_factor),
+		cmocka_unit_test(test_trace),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
