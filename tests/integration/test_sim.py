@@ -19,6 +19,67 @@ KEYS = ["tasks_total", "tasks_done", "tasks_failed", "tasks_dropped", "latency_m
         "slo_attainment", "provider_429s", "quota_utilization", "cpu_in_band",
         "memory_peak_fraction", "replica_seconds", "scale_events", "flaps"]
 
+# Headline numbers of each example scenario (its own seed), pinned so that a
+# change in the core or the simulator that moves them is seen and explained.
+# Per policy: (done, failed, dropped, provider 429s, p95 latency s,
+# replica-hours). Tolerance: counts of done tasks within 2 %; failed, dropped
+# and 429s within 25 % + 10 (zero stays zero for ballast's 429s); p95 and
+# replica-hours within 25 %. Regenerate with scripts/sim_headlines.py.
+HEADLINES = {
+    "diurnal": {
+        "ballast": (41402, 0, 0, 0, 28.2, 152.2),
+        "hpa": (41402, 0, 0, 0, 27.6, 152.9),
+        "uncoordinated": (37162, 0, 4240, 0, 1825.9, 130.5),
+        "static": (41402, 0, 0, 0, 27.6, 288.1),
+    },
+    "flash-burst": {
+        "ballast": (4122, 0, 0, 0, 145.5, 23.0),
+        "hpa": (4093, 29, 0, 2431, 95.0, 9.1),
+        "uncoordinated": (4122, 0, 0, 948, 98.7, 9.0),
+        "static": (4118, 4, 0, 1872, 103.5, 10.0),
+    },
+    "memory-heavy": {
+        "ballast": (2248, 0, 0, 0, 25.4, 6.6),
+        "hpa": (1755, 493, 0, 0, 24.4, 6.3),
+        "uncoordinated": (1755, 493, 0, 0, 24.4, 6.3),
+        "static": (2043, 205, 0, 0, 24.4, 10.1),
+    },
+    "provider-outage": {
+        "ballast": (5444, 0, 0, 0, 28.0, 12.2),
+        "hpa": (5272, 172, 0, 0, 28.6, 12.1),
+        "uncoordinated": (5272, 172, 0, 0, 28.6, 12.1),
+        "static": (5274, 170, 0, 0, 28.6, 12.1),
+    },
+    "slow-backend": {
+        "ballast": (5523, 0, 0, 0, 26.8, 12.6),
+        "hpa": (5523, 0, 0, 0, 193.6, 14.0),
+        "uncoordinated": (5523, 0, 0, 0, 193.6, 14.0),
+        "static": (5523, 0, 0, 0, 123.2, 12.1),
+    },
+    "steady": {
+        "ballast": (10887, 0, 0, 0, 39.1, 33.4),
+        "hpa": (10887, 0, 0, 0, 28.1, 33.9),
+        "uncoordinated": (10887, 0, 0, 0, 28.1, 33.9),
+        "static": (10887, 0, 0, 0, 28.1, 20.1),
+    },
+    "trace-replay": {
+        "ballast": (2374, 0, 0, 0, 245.2, 5.6),
+        "hpa": (2361, 13, 0, 2242, 166.7, 6.2),
+        "uncoordinated": (2373, 1, 0, 1404, 159.6, 6.4),
+        "static": (2373, 1, 0, 1372, 196.2, 5.0),
+    },
+    "two-keys": {
+        "ballast": (6812, 0, 0, 0, 27.7, 19.0),
+        "hpa": (6812, 0, 0, 2724, 28.6, 19.1),
+        "uncoordinated": (6811, 1, 0, 512, 38.0, 19.0),
+        "static": (6812, 0, 0, 2724, 28.6, 16.1),
+    },
+}
+
+
+def near(got, want, rel, slack=0.0):
+    return abs(got - want) <= rel * abs(want) + slack
+
 
 class SimTest(unittest.TestCase):
     def setUp(self):
@@ -105,6 +166,17 @@ class SimTest(unittest.TestCase):
                 self.assertEqual(p["tasks_done"] + p["tasks_failed"] + p["tasks_dropped"],
                                  p["tasks_total"], path + " " + name)
             self.assertEqual(s["policies"]["ballast"]["provider_429s"], 0, path)
+            pinned = HEADLINES.get(s["scenario"])
+            self.assertIsNotNone(pinned, "pin the headlines of " + s["scenario"])
+            for name, (done, failed, dropped, r429, p95, rh) in pinned.items():
+                p = s["policies"][name]
+                where = "%s/%s: %s" % (s["scenario"], name, json.dumps(p))
+                self.assertTrue(near(p["tasks_done"], done, 0.02), where)
+                self.assertTrue(near(p["tasks_failed"], failed, 0.25, 10), where)
+                self.assertTrue(near(p["tasks_dropped"], dropped, 0.25, 10), where)
+                self.assertTrue(near(p["provider_429s"], r429, 0.25, 10 if r429 else 0), where)
+                self.assertTrue(near(p["latency_ms"]["p95"] / 1000, p95, 0.25), where)
+                self.assertTrue(near(p["replica_seconds"] / 3600, rh, 0.25), where)
 
     def test_errors(self):
         bad = os.path.join(self.tmp, "bad.yaml")
