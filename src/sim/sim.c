@@ -946,6 +946,10 @@ static void call_provider(struct sim *s, uint32_t id)
 		return;
 	}
 	if (rc == BL_EAGAIN) {
+		/* A call a budget admitted goes back to it (the budget's pause
+		 * paces it); any other call backs off. */
+		bool paced = t->has_lease || t->has_be_lease;
+
 		s->res->provider_429s++;
 		s->s_429++;
 		t->n429++;
@@ -957,7 +961,7 @@ static void call_provider(struct sim *s, uint32_t id)
 			task_end(s, id, false);
 			return;
 		}
-		if (s->pol == BL_SIM_BALLAST && (s->shared_li >= 0 || s->bal)) {
+		if (s->pol == BL_SIM_BALLAST && paced) {
 			/* Back to the budget: its pause holds the call until retry-after. */
 			set_state(s, t, T_BETWEEN);
 			begin_call(s, id);

@@ -114,6 +114,34 @@ static const char rough[] =
 	"  targets: {inflight_per_replica: 4, queue_per_replica: 10}\n"
 	"  budget: p\n";
 
+/* A pool of two backends: one with its own budget, one without, a strict
+ * provider under both, an outage on the second. Mixed paths at once. */
+static const char pooled[] =
+	"name: unit-pooled\n"
+	"duration: 10m\n"
+	"fleet: {replicas: 4, startup: 10s, tasks_per_worker: 4}\n"
+	"workload:\n"
+	"  arrivals: {kind: poisson, rate: 2/s, bursts: [{at: 3m, for: 20s, factor: 5}]}\n"
+	"  task: {cpu: 1s, calls: 2, input_tokens: {dist: exponential, mean: 2000},\n"
+	"         output_tokens: 200, max_tokens: 400}\n"
+	"  pool: llm\n"
+	"providers:\n"
+	"  p:\n"
+	"    window: sliding_window\n"
+	"    limits: {requests: {limit: 90, per: 1m}, input_tokens: {limit: 150000, per: 1m}}\n"
+	"    latency: {dist: lognormal, median: 500ms, p99: 3s}\n"
+	"backends:\n"
+	"  a: {provider: p}\n"
+	"  b: {provider: p, outages: [{at: 5m, for: 2m}]}\n"
+	"budgets:\n"
+	"  a: {limits: {requests: {limit: 90, per: 1m}, input_tokens: {limit: 150000, per: 1m}}}\n"
+	"pools:\n"
+	"  llm:\n"
+	"    strategy: p2c\n"
+	"    backends: [{name: a, url: \"http://a\", budget: a}, {name: b, url: \"http://b\"}]\n"
+	"    breaker: {min_calls: 5, consecutive_failures: 3, open_for: 10s}\n"
+	"autoscaler: {min_replicas: 2, max_replicas: 20}\n";
+
 static struct bl_scenario *load(const char *text)
 {
 	struct bl_scenario *sc = NULL;
@@ -198,8 +226,10 @@ static void check_conservation(const char *text, uint64_t seed)
 static void test_conservation(void **state)
 {
 	check_conservation(steady, 1);
-	for (uint64_t seed = 1; seed <= 4; seed++)
+	for (uint64_t seed = 1; seed <= 4; seed++) {
 		check_conservation(rough, seed);
+		check_conservation(pooled, seed);
+	}
 }
 
 /* The rough scenario does what it says: bursts, 429s for the baselines,
@@ -217,6 +247,23 @@ static void test_rough_story(void **state)
 	assert_true(r[BL_SIM_BALLAST].memory_peak_fraction <= 1.0);
 	assert_true(r[BL_SIM_STATIC].oom_kills > 0);
 	assert_true(r[BL_SIM_BALLAST].tasks_dropped > 0);
+	free(x);
+	cleanup_all(r);
+	bl_scenario_destroy(sc);
+}
+
+/* In the pool, the backend with a budget never draws a 429 under ballast;
+ * the one without backs off instead of retrying at one instant; the breaker
+ * keeps ballast's calls out of b's outage. */
+static void test_pooled_story(void **state)
+{
+	struct bl_scenario *sc = load(pooled);
+	struct bl_sim_result r[BL_SIM_POLICY_COUNT];
+	char *x = run_all(sc, 2, r);
+
+	assert_true(r[BL_SIM_BALLAST].provider_errors < r[BL_SIM_HPA].provider_errors / 4);
+	assert_true(r[BL_SIM_BALLAST].tasks_failed < r[BL_SIM_HPA].tasks_failed);
+	assert_true(r[BL_SIM_BALLAST].events < 20 * r[BL_SIM_BALLAST].tasks_total);
 	free(x);
 	cleanup_all(r);
 	bl_scenario_destroy(sc);
@@ -371,6 +418,7 @@ int main(void)
 		cmocka_unit_test(test_conservation),
 		cmocka_unit_test(test_rough_story),
 		cmocka_unit_test(test_ballast_no_429s),
+		cmocka_unit_test(test_pooled_story),
 		cmocka_unit_test(test_loader_errors),
 		cmocka_unit_test(test_rate_factor),
 		cmocka_unit_test(test_trace),
