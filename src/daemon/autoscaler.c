@@ -697,6 +697,8 @@ static void copy_cfg(struct bl_autoscaler *as, const struct bl_cfg_autoscaler *a
 {
 	as->cfg = *a;
 	as->cfg.command = NULL;
+	as->cfg.env = NULL;
+	as->cfg.cwd = NULL;
 	as->cfg.budget = NULL;
 	as->cfg.k8s_namespace = NULL;
 	as->cfg.k8s_deployment = NULL;
@@ -752,6 +754,8 @@ int bl_autoscaler_create(uv_loop_t *loop, const struct bl_config *cfg, const cha
 
 		bl_supervisor_config_defaults(&sc);
 		sc.argv = (const char *const *)a->command;
+		sc.env = (const char *const *)a->env;
+		sc.cwd = a->cwd;
 		sc.ballast_url = ballast_url;
 		sc.min_replicas = a->min_replicas;
 		sc.max_replicas = a->max_replicas;
@@ -761,6 +765,7 @@ int bl_autoscaler_create(uv_loop_t *loop, const struct bl_config *cfg, const cha
 		struct bl_k8s_config kc;
 
 		bl_k8s_config_defaults(&kc);
+		kc.kind = a->k8s_statefulset ? BL_K8S_STATEFULSET : BL_K8S_DEPLOYMENT;
 		kc.namespace = a->k8s_namespace;
 		kc.name = a->k8s_deployment;
 		kc.api_url = a->k8s_api_url;
@@ -772,6 +777,8 @@ int bl_autoscaler_create(uv_loop_t *loop, const struct bl_config *cfg, const cha
 
 		bl_exec_actuator_config_defaults(&ec);
 		ec.argv = (const char *const *)a->command;
+		ec.env = (const char *const *)a->env;
+		ec.cwd = a->cwd;
 		rc = bl_exec_actuator_create(loop, &ec, &as->exec, err, errcap);
 	}
 	if (rc != 0) {

@@ -2230,8 +2230,9 @@ static void load_memory(struct ctx *c, const struct ynode *raw)
 
 static void load_actuator(struct ctx *c, const struct ynode *raw, struct bl_cfg_autoscaler *a)
 {
-	static const char *const keys[] = {"kind",       "command", "grace",      "namespace",
-					   "deployment", "api_url", "token_file", "ca_file"};
+	static const char *const keys[] = {"kind",       "command",     "grace",   "env",
+					   "cwd",        "namespace",   "deployment", "statefulset",
+					   "api_url",    "token_file",  "ca_file"};
 	static const char *const kinds[] = {"local", "exec", "kubernetes"};
 	const struct ynode *m = section(c, raw, keys, NELEMS(keys));
 	const struct ynode *v, *seq;
@@ -2281,9 +2282,64 @@ static void load_actuator(struct ctx *c, const struct ynode *raw, struct bl_cfg_
 	}
 	path_pop(c, mark);
 
+	/* env: extra variables for the command (local and exec), as a map. */
+	v = lookup(m, "env");
+	if (v && !is_null(v)) {
+		const struct ynode *em;
+
+		mark = path_push(c, "env");
+		if (a->actuator == BL_ACTUATOR_KUBERNETES) {
+			report(c, v, "is only used by kind local or exec");
+		} else if ((em = as_map(c, v, "a map of NAME: value, such as {LOG_LEVEL: info}"))) {
+			size_t n = map_size(em);
+
+			a->env = calloc(n + 1, sizeof *a->env);
+			if (!a->env) {
+				c->err = BL_ENOMEM;
+				path_pop(c, mark);
+				return;
+			}
+			for (size_t i = 0; i < n; i++) {
+				const struct ynode *k = key_scalar(map_key(em, i));
+				const struct ynode *val = deref(map_value(em, i));
+				bool name_ok = k && k->len > 0 && strcspn(k->text, "=") == k->len &&
+					       !(k->text[0] >= '0' && k->text[0] <= '9');
+
+				if (!name_ok) {
+					report(c, map_key(em, i), "'%s' is not an environment variable "
+								  "name: letters, digits and '_', not "
+								  "starting with a digit, no '='",
+					       k ? k->text : "?");
+					continue;
+				}
+				if (!val || val->kind != Y_SCALAR) {
+					report(c, map_value(em, i), "%s: expected a string value", k->text);
+					continue;
+				}
+				a->env[a->n_env] = malloc(k->len + val->len + 2);
+				if (!a->env[a->n_env]) {
+					c->err = BL_ENOMEM;
+					break;
+				}
+				memcpy(a->env[a->n_env], k->text, k->len);
+				a->env[a->n_env][k->len] = '=';
+				memcpy(a->env[a->n_env] + k->len + 1, val->text, val->len);
+				a->env[a->n_env][k->len + 1 + val->len] = '\0';
+				a->n_env++;
+			}
+		}
+		path_pop(c, mark);
+	}
+	if (get_string(c, m, "cwd", "a directory", &a->cwd) == GOT_OK &&
+	    a->actuator == BL_ACTUATOR_KUBERNETES) {
+		mark = path_push(c, "cwd");
+		report(c, where(m, "cwd"), "is only used by kind local or exec");
+		path_pop(c, mark);
+	}
+
 	if (a->actuator != BL_ACTUATOR_KUBERNETES) {
-		static const char *const k8s_keys[] = {"namespace", "deployment", "api_url",
-						       "token_file", "ca_file"};
+		static const char *const k8s_keys[] = {"namespace", "deployment", "statefulset",
+						       "api_url",   "token_file", "ca_file"};
 
 		for (size_t i = 0; i < NELEMS(k8s_keys); i++) {
 			v = lookup(m, k8s_keys[i]);
@@ -2314,14 +2370,25 @@ static void load_actuator(struct ctx *c, const struct ynode *raw, struct bl_cfg_
 		       a->k8s_namespace);
 		path_pop(c, mark);
 	}
-	switch (get_string(c, m, "deployment", "a Kubernetes deployment name", &a->k8s_deployment)) {
+	if (lookup(m, "statefulset") && !is_null(lookup(m, "statefulset"))) {
+		if (lookup(m, "deployment") && !is_null(lookup(m, "deployment"))) {
+			mark = path_push(c, "statefulset");
+			report(c, where(m, "statefulset"),
+			       "give 'deployment' or 'statefulset', not both");
+			path_pop(c, mark);
+			return;
+		}
+		a->k8s_statefulset = true;
+	}
+	switch (get_string(c, m, a->k8s_statefulset ? "statefulset" : "deployment",
+			   "a Kubernetes object name", &a->k8s_deployment)) {
 	case GOT_NONE:
-		report(c, m, "kind kubernetes needs 'deployment': the name of the Deployment to "
-			     "scale");
+		report(c, m, "kind kubernetes needs 'deployment' (or 'statefulset'): the name of "
+			     "the object to scale");
 		break;
 	case GOT_OK:
 		if (!k8s_name_ok(a->k8s_deployment, 253, true)) {
-			mark = path_push(c, "deployment");
+			mark = path_push(c, a->k8s_statefulset ? "statefulset" : "deployment");
 			report(c, where(m, "deployment"),
 			       "'%s' is not a Kubernetes name: 1..253 lowercase letters, digits, "
 			       "'-' or '.', starting and ending with a letter or digit",
@@ -2547,6 +2614,10 @@ void bl_config_destroy(struct bl_config *cfg)
 	free(cfg->autoscaler.k8s_namespace);
 	free(cfg->autoscaler.k8s_deployment);
 	free(cfg->autoscaler.k8s_api_url);
+	for (size_t i = 0; i < cfg->autoscaler.n_env; i++)
+		free(cfg->autoscaler.env[i]);
+	free(cfg->autoscaler.env);
+	free(cfg->autoscaler.cwd);
 	free(cfg->autoscaler.k8s_token_file);
 	free(cfg->autoscaler.k8s_ca_file);
 	free(cfg);
@@ -2936,7 +3007,7 @@ fail:
 	return NULL;
 }
 
-static json_t *j_actuator(const struct bl_cfg_autoscaler *a)
+static json_t *j_actuator(const struct bl_cfg_autoscaler *a, bool redact)
 {
 	json_t *o, *cmd;
 
@@ -2956,8 +3027,24 @@ static json_t *j_actuator(const struct bl_cfg_autoscaler *a)
 		SET(o, "command", json_null());
 	}
 	SET(o, "grace", j_duration(a->grace_ns));
+	{
+		/* Values may be credentials: redacted where the config is shown. */
+		json_t *env = json_object();
+
+		SET(o, "env", env);
+		for (size_t i = 0; i < a->n_env; i++) {
+			size_t n = strcspn(a->env[i], "=");
+			char name[256];
+
+			snprintf(name, sizeof name, "%.*s", (int)(n < 255 ? n : 255), a->env[i]);
+			if (json_object_set_new(env, name,
+						json_string(redact ? "<redacted>" : a->env[i] + n + 1)))
+				goto fail;
+		}
+	}
+	SET(o, "cwd", j_str(a->cwd));
 	SET(o, "namespace", j_str(a->k8s_namespace));
-	SET(o, "deployment", j_str(a->k8s_deployment));
+	SET(o, a->k8s_statefulset ? "statefulset" : "deployment", j_str(a->k8s_deployment));
 	SET(o, "api_url", j_str(a->k8s_api_url));
 	SET(o, "token_file", j_str(a->k8s_token_file));
 	SET(o, "ca_file", j_str(a->k8s_ca_file));
@@ -2967,7 +3054,7 @@ fail:
 	return NULL;
 }
 
-static json_t *j_autoscaler(const struct bl_cfg_autoscaler *a)
+static json_t *j_autoscaler(const struct bl_cfg_autoscaler *a, bool redact)
 {
 	json_t *o, *sub;
 
@@ -2995,7 +3082,7 @@ static json_t *j_autoscaler(const struct bl_cfg_autoscaler *a)
 	SET(sub, "up", j_duration(a->scale_up_stabilization_ns));
 	SET(sub, "down", j_duration(a->scale_down_stabilization_ns));
 	SET(o, "budget", j_str(a->budget));
-	SET(o, "actuator", j_actuator(a));
+	SET(o, "actuator", j_actuator(a, redact));
 	return o;
 fail:
 	json_decref(o);
@@ -3039,7 +3126,7 @@ json_t *bl_config_to_json(const struct bl_config *cfg, bool redact)
 	for (size_t i = 0; i < cfg->n_pools; i++)
 		SET(sub, cfg->pools[i].name, j_pool(&cfg->pools[i], redact));
 	SET(o, "memory", j_memory(&cfg->memory));
-	SET(o, "autoscaler", j_autoscaler(&cfg->autoscaler));
+	SET(o, "autoscaler", j_autoscaler(&cfg->autoscaler, redact));
 	return o;
 fail:
 	json_decref(o);

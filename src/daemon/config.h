@@ -164,9 +164,13 @@ struct bl_cfg_autoscaler {
 	enum bl_cfg_actuator actuator;
 	char **command;                /* argv for local/exec, NULL-terminated */
 	size_t n_command;
+	char **env;                    /* "NAME=value" for local/exec, NULL-terminated, or NULL */
+	size_t n_env;
+	char *cwd;                     /* working directory for local/exec, or NULL */
 	int64_t grace_ns;              /* default 30 s */
 	char *k8s_namespace;           /* kubernetes actuator; NULL: the pod's own namespace */
-	char *k8s_deployment;
+	char *k8s_deployment;          /* the Deployment (or StatefulSet) to scale */
+	bool k8s_statefulset;          /* k8s_deployment names a StatefulSet */
 	char *k8s_api_url;             /* NULL: in-cluster (KUBERNETES_SERVICE_HOST) */
 	char *k8s_token_file;          /* NULL: the service account's token */
 	char *k8s_ca_file;             /* NULL: the service account's CA */

@@ -38,7 +38,6 @@ class Local(unittest.TestCase):
         demand = os.path.join(tmp, "demand")
         with open(demand, "w") as f:
             f.write("4")
-        os.environ["WORKER_DEMAND_FILE"] = demand  # inherited by the daemon and its workers
         cfg = """
 state_dir: {state_dir}
 autoscaler:
@@ -52,8 +51,10 @@ autoscaler:
   actuator:
     kind: local
     command: ["python3", "%s"]
+    env: {WORKER_DEMAND_FILE: "%s"}
+    cwd: "%s"
     grace: 2s
-""" % WORKER
+""" % (WORKER, demand, tmp)
         d = Daemon(cfg).start()
         try:
             # Each worker reports 4 in flight at 2 per replica: the pool doubles
@@ -84,8 +85,9 @@ autoscaler:
                                  open("/proc/%d/stat" % pid).read().split()[2] != "Z",
                                  "worker %d still running" % pid)
             self.assertGreaterEqual(autoscale(d)["scale_downs"], 1)
+            # The workers run in actuator.cwd.
+            self.assertEqual(os.readlink("/proc/%d/cwd" % next(iter(pids))), tmp)
         finally:
-            os.environ.pop("WORKER_DEMAND_FILE", None)
             self.assertEqual(d.stop(), 0)
         # The daemon's stop took its workers with it.
         for pid in pids:

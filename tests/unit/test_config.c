@@ -406,6 +406,21 @@ static void test_values(void **state)
 	assert_string_equal(cfg->autoscaler.k8s_api_url, "http://127.0.0.1:8001");
 	assert_string_equal(cfg->autoscaler.k8s_token_file, "/run/t");
 	assert_string_equal(cfg->autoscaler.k8s_ca_file, "/etc/ca.pem");
+	assert_false(cfg->autoscaler.k8s_statefulset);
+	bl_config_destroy(cfg);
+
+	cfg = load_ok("autoscaler: {actuator: {kind: kubernetes, statefulset: db}}\n");
+	assert_true(cfg->autoscaler.k8s_statefulset);
+	assert_string_equal(cfg->autoscaler.k8s_deployment, "db");
+	bl_config_destroy(cfg);
+
+	cfg = load_ok("autoscaler: {actuator: {kind: local, command: [a], env: {A_1: x, B: \"y=z\"}, "
+		      "cwd: /srv}}\n");
+	assert_int_equal(cfg->autoscaler.n_env, 2);
+	assert_string_equal(cfg->autoscaler.env[0], "A_1=x");
+	assert_string_equal(cfg->autoscaler.env[1], "B=y=z");
+	assert_null(cfg->autoscaler.env[2]);
+	assert_string_equal(cfg->autoscaler.cwd, "/srv");
 	bl_config_destroy(cfg);
 
 	cfg = load_ok("memory: {capacity: 16GiB}\n");
