@@ -94,6 +94,20 @@ static int cmd_check(int argc, char **argv)
 		bl_diags_cleanup(&diags);
 		return 1;
 	}
+	{
+		/* What serve and reload check beyond the file: that the budgets,
+		 * pools and autoscaler can be built (and memory: auto resolved). */
+		char why[512];
+
+		if (bl_budgets_check(cfg, why, sizeof why) != 0 ||
+		    bl_pools_check(cfg, why, sizeof why) != 0 ||
+		    bl_autoscaler_check(cfg, why, sizeof why) != 0) {
+			fprintf(stderr, "%s: %s\n%s: 1 problem\n", argv[0], why, argv[0]);
+			bl_config_destroy(cfg);
+			bl_diags_cleanup(&diags);
+			return 1;
+		}
+	}
 	printf("%s: ok (%zu budget%s, %zu pool%s%s%s)\n", argv[0], cfg->n_budgets,
 	       cfg->n_budgets == 1 ? "" : "s", cfg->n_pools, cfg->n_pools == 1 ? "" : "s",
 	       cfg->memory.configured ? ", memory" : "",

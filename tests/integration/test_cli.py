@@ -101,6 +101,16 @@ class Cli(unittest.TestCase):
         finally:
             self.assertEqual(d.stop(), 0)
 
+    def test_check_runs_the_daemons_own_checks(self):
+        import tempfile
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+            f.write("pools:\n  p:\n    backends:\n      - {name: a, url: \"http://h:1\", "
+                    "metrics_url: \"https://h:1/metrics\"}\n")
+        code, _, err = run_cli("check", f.name)
+        self.assertEqual(code, 1)
+        self.assertIn("pools.p.backends[0].metrics_url: https:// is not supported", err)
+        os.unlink(f.name)
+
     def test_status_unreachable(self):
         code, _, err = run_cli("status", "--url", "http://127.0.0.1:1")
         self.assertEqual(code, 1)
