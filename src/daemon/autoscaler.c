@@ -843,16 +843,17 @@ static void on_timer_closed(uv_handle_t *h)
 		as->done(as->done_ctx);
 }
 
+/* The supervisor's workers are gone (it is freed in destroy). */
 static void on_workers_gone(void *ctx)
 {
 	struct bl_autoscaler *as = ctx;
 
-	as->sup = as->sup; /* kept for destroy */
 	if (as->done)
 		as->done(as->done_ctx);
 }
 
-static void on_exec_gone(void *ctx)
+/* The exec or kubernetes actuator has stopped: nothing to wait for. */
+static void on_actuator_gone(void *ctx)
 {
 	(void)ctx;
 }
@@ -871,9 +872,9 @@ void bl_autoscaler_shutdown(struct bl_autoscaler *as, int64_t grace_cap_ns, void
 	uv_timer_stop(&as->tick);
 	uv_timer_stop(&as->sampler);
 	if (as->exec)
-		bl_exec_actuator_shutdown(as->exec, on_exec_gone, as);
+		bl_exec_actuator_shutdown(as->exec, on_actuator_gone, as);
 	if (as->k8s)
-		bl_k8s_shutdown(as->k8s, on_exec_gone, as);
+		bl_k8s_shutdown(as->k8s, on_actuator_gone, as);
 	if (as->sup) {
 		int64_t grace = as->cfg.grace_ns < grace_cap_ns ? as->cfg.grace_ns : grace_cap_ns;
 
