@@ -118,6 +118,8 @@ static char *dup_n(const char *s, size_t n)
 /* State while events arrive. */
 struct builder {
 	struct ctx *c;
+	const char *src;          /* the text being parsed */
+	size_t src_len;
 	struct ynode *root;
 	struct ynode **stack;
 	size_t depth, cap;
@@ -168,6 +170,61 @@ static void node_attach(struct builder *b, struct ynode *n)
 	p->kids[p->n_kids++] = n;
 }
 
+static bool is_blank(char ch)
+{
+	return ch == ' ' || ch == '\t';
+}
+
+/* Decodes the content of a single-quoted scalar as YAML 1.2 says ('' is one
+ * quote; line breaks fold). libfyaml 0.7.12 can do it (fy_token_get_text) but
+ * leaks on several '' escapes, as the config loader found; this is its
+ * decoder (src/daemon/config.c). Returns a new string, or NULL. */
+static char *single_quoted_decode(const char *raw, size_t n, size_t *out_len)
+{
+	char *out = malloc(n + 1);
+	size_t o = 0, i = 0, pending = 0;
+	bool first = true;
+
+	if (!out)
+		return NULL;
+	while (i <= n) {
+		size_t start = i, end, next;
+		bool last;
+
+		while (i < n && raw[i] != '\n' && raw[i] != '\r')
+			i++;
+		end = i;
+		last = i == n;
+		next = i + (i + 1 < n && raw[i] == '\r' && raw[i + 1] == '\n' ? 2 : 1);
+		if (!first)
+			while (start < end && is_blank(raw[start]))
+				start++;
+		if (!last)
+			while (end > start && is_blank(raw[end - 1]))
+				end--;
+		if (!first && !last && start == end) {
+			pending++;
+		} else {
+			if (!first) {
+				if (pending == 0)
+					out[o++] = ' ';
+				for (; pending > 0; pending--)
+					out[o++] = '\n';
+			}
+			for (size_t j = start; j < end; j++) {
+				out[o++] = raw[j];
+				if (raw[j] == '\'' && j + 1 < end && raw[j + 1] == '\'')
+					j++;
+			}
+		}
+		first = false;
+		i = next;
+	}
+	out[o] = '\0';
+	*out_len = o;
+	return out;
+}
+
 static void scalar_event(struct builder *b, struct fy_event *e)
 {
 	struct fy_token *v = e->scalar.value;
@@ -177,12 +234,26 @@ static void scalar_event(struct builder *b, struct fy_event *e)
 
 	if (!n)
 		return;
-	if (v) {
+	if (v && fy_token_scalar_style(v) == FYSS_SINGLE_QUOTED) {
+		const struct fy_mark *from = fy_token_start_mark(v), *to = fy_token_end_mark(v);
+
+		if (from && to && from->input_pos <= to->input_pos && to->input_pos <= b->src_len) {
+			n->text = single_quoted_decode(b->src + from->input_pos,
+						       to->input_pos - from->input_pos, &n->len);
+			if (!n->text) {
+				b->c->err = BL_ENOMEM;
+				return;
+			}
+		}
+	}
+	if (v && !n->text) {
 		text = fy_token_get_text(v, &len);
 		if (!text) {
 			b->c->err = BL_ENOMEM;
 			return;
 		}
+	}
+	if (v) {
 		n->plain = fy_token_scalar_style(v) == FYSS_PLAIN;
 		if ((fy_token_scalar_style(v) == FYSS_SINGLE_QUOTED ||
 		     fy_token_scalar_style(v) == FYSS_DOUBLE_QUOTED) && n->column > 1)
@@ -190,11 +261,13 @@ static void scalar_event(struct builder *b, struct fy_event *e)
 	} else {
 		n->plain = true;
 	}
-	n->text = dup_n(text, len);
-	n->len = len;
 	if (!n->text) {
-		b->c->err = BL_ENOMEM;
-		return;
+		n->text = dup_n(text, len);
+		n->len = len;
+		if (!n->text) {
+			b->c->err = BL_ENOMEM;
+			return;
+		}
 	}
 	if (e->scalar.anchor || e->scalar.tag)
 		report(b->c, n, "anchors and tags are not supported in scenarios; write the value "
@@ -231,6 +304,77 @@ static void diag_discard(struct fy_diag *diag, void *user, const char *buf, size
 {
 }
 
+/* Length of the valid UTF-8 sequence at s[0..n), or 0 when it is not one
+ * (overlong forms, surrogates, past U+10FFFF). */
+static size_t utf8_seq_len(const unsigned char *s, size_t n)
+{
+	unsigned char c = s[0], lo = 0x80, hi = 0xbf;
+	size_t len;
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		len = 2;
+	else if (c >= 0xe0 && c <= 0xef)
+		len = 3;
+	else if (c >= 0xf0 && c <= 0xf4)
+		len = 4;
+	else
+		return 0;
+	if (c == 0xe0)
+		lo = 0xa0;
+	else if (c == 0xed)
+		hi = 0x9f;
+	else if (c == 0xf0)
+		lo = 0x90;
+	else if (c == 0xf4)
+		hi = 0x8f;
+	if (n < len || s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i < len; i++)
+		if (s[i] < 0x80 || s[i] > 0xbf)
+			return 0;
+	return len;
+}
+
+/* A YAML stream is printable UTF-8, checked before libfyaml sees it: 0.7.12
+ * loops forever on a '%' directive followed by a stray UTF-8 lead byte and
+ * crashes on some NUL bytes (the config loader's fuzzer found both; so did
+ * this loader's). Control characters but tab, LF and CR are refused. */
+static bool check_text(struct ctx *c, const char *text, size_t len)
+{
+	const unsigned char *s = (const unsigned char *)text;
+	int line = 1, column = 1;
+
+	for (size_t i = 0; i < len;) {
+		size_t n = utf8_seq_len(s + i, len - i);
+		struct ynode at = {.line = line, .column = column};
+
+		if (n == 0) {
+			report(c, &at, "the file is not valid UTF-8 (byte 0x%02x); save it as UTF-8",
+			       s[i]);
+			return false;
+		}
+		if (n == 1 && ((s[i] < 0x20 && s[i] != '\t' && s[i] != '\n' && s[i] != '\r') ||
+			       s[i] == 0x7f)) {
+			report(c, &at, "control character 0x%02x is not allowed in YAML", s[i]);
+			return false;
+		}
+		if (n == 2 && s[i] == 0xc2 && s[i + 1] < 0xa0 && s[i + 1] != 0x85) {
+			report(c, &at, "control character U+%04X is not allowed in YAML", s[i + 1]);
+			return false;
+		}
+		if (s[i] == '\n') {
+			line++;
+			column = 1;
+		} else {
+			column++;
+		}
+		i += n;
+	}
+	return true;
+}
+
 /* Parses text into a tree; NULL (problems reported) when it is not YAML. */
 static struct ynode *parse(struct ctx *c, const char *text, size_t len)
 {
@@ -239,23 +383,11 @@ static struct ynode *parse(struct ctx *c, const char *text, size_t len)
 	struct fy_diag *diag;
 	struct fy_parser *parser = NULL;
 	struct fy_event *e;
-	struct builder b = {.c = c, .line = 1, .column = 1};
+	struct builder b = {.c = c, .src = text, .src_len = len, .line = 1, .column = 1};
 	int docs = 0;
 
-	/* libfyaml 0.7 misbehaves on some control bytes (see config.c): refuse them. */
-	for (size_t i = 0, line = 1, col = 1; i < len; i++, col++) {
-		unsigned char ch = (unsigned char)text[i];
-
-		if (ch == '\n') {
-			line++;
-			col = 0;
-		} else if ((ch < 0x20 && ch != '\t' && ch != '\r') || ch == 0x7f) {
-			struct ynode at = {.line = (int)line, .column = (int)col};
-
-			report(c, &at, "control character 0x%02x is not allowed in YAML", ch);
-			return NULL;
-		}
-	}
+	if (!check_text(c, text, len))
+		return NULL;
 	fy_diag_cfg_default(&dcfg);
 	dcfg.fp = NULL;
 	dcfg.output_fn = diag_discard;
@@ -938,7 +1070,7 @@ static void load_trace(struct ctx *c, const struct ynode *at, const char *file)
 	struct bl_scenario *sc = c->sc;
 	char *dir = NULL, *full = NULL, line[1024];
 	FILE *f = NULL;
-	size_t cap = 0, lineno = 0, rows_before = sc->n_trace;
+	size_t cap = 0, lineno = 0, rows_before = sc->n_trace, bytes = 0;
 	bl_time_ns last = 0;
 	bool header = false;
 
@@ -957,6 +1089,12 @@ static void load_trace(struct ctx *c, const struct ynode *at, const char *file)
 	}
 	while (fgets(line, sizeof line, f)) {
 		struct bl_sim_trace_row row = {.tenant = -1};
+
+		bytes += strlen(line);
+		if (bytes > MAX_TRACE_BYTES) {
+			report(c, at, "the trace %s is larger than 1 GiB; split it", full);
+			goto out;
+		}
 		char *p = line, *end, *fields[4] = {0};
 		size_t nf = 0, l = strlen(line);
 		double t, in, outp;
