@@ -7,7 +7,7 @@ BUILD_FUZZ ?= build-fuzz
 ARGS ?=
 FUZZ_SECONDS ?= 20
 
-.PHONY: all deps build run test fuzz fuzz-smoke bench clean
+.PHONY: all deps build run test fuzz fuzz-smoke bench sim-headlines clean
 
 all: build
 
@@ -43,6 +43,13 @@ bench:
 	$(MAKE) build
 	bench/run.sh $(BUILD)
 	bench/bench_alloc.sh $(BUILD)
+	bench/sim_day.sh $(BUILD)
+	bench/bench_autoscaler.py $(BUILD)
+
+# The simulator's headline comparison of the example scenarios, rewritten in
+# docs/simulator.md (between its headlines markers) from a fresh run.
+sim-headlines: build
+	scripts/sim_headlines.py --bin $(BUILD)/ballast --write
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)
