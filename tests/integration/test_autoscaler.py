@@ -67,6 +67,7 @@ autoscaler:
             self.assertEqual(len(pids), 6)
             for pid in pids:
                 os.kill(pid, 0)  # real processes
+                self.assertEqual(os.readlink("/proc/%d/cwd" % pid), tmp)  # actuator.cwd
             ups = [x for x in doc["decisions"] if x["scaled"] and x["desired"] > x["current"]]
             self.assertTrue(ups)
             self.assertRegex(ups[-1]["reason"], r"inflight .* per replica")
@@ -85,8 +86,6 @@ autoscaler:
                                  open("/proc/%d/stat" % pid).read().split()[2] != "Z",
                                  "worker %d still running" % pid)
             self.assertGreaterEqual(autoscale(d)["scale_downs"], 1)
-            # The workers run in actuator.cwd.
-            self.assertEqual(os.readlink("/proc/%d/cwd" % next(iter(pids))), tmp)
         finally:
             self.assertEqual(d.stop(), 0)
         # The daemon's stop took its workers with it.
