@@ -68,6 +68,9 @@ struct waiter {
 	bool has_key;
 	bool named[BL_DIM_COUNT];    /* dimensions the request named */
 	char worker[WORKER_ID_MAX + 1]; /* the worker that asked ("worker"), or "" */
+	struct waiter *pool_prev;    /* W_POOL with a timer: in bs->pool_waiters */
+	struct waiter *pool_next;
+	bool pool_linked;
 	uint64_t mem_bytes;          /* memory: bytes asked for */
 	enum bl_mem_priority mem_prio; /* memory: its priority */
 	struct bl_http_req *req;     /* answered when admitted, timed out or cancelled */
@@ -155,6 +158,7 @@ struct bl_budgets {
 	uv_loop_t *loop;
 	struct bl_dmem *dmem;        /* ballast's own memory account */
 	struct bl_pools *pools;      /* backend pools (pools.c) */
+	struct waiter *pool_waiters; /* pool acquires waiting on their retry timer */
 	struct mem_rt *mem;          /* NULL when memory: was never configured */
 	struct budget_rt *list;      /* in config order; retired ones at the end */
 	struct bl_lease_table *leases;
@@ -747,6 +751,15 @@ static void on_waiter_closed(uv_handle_t *h)
 
 static void waiter_free(struct waiter *w)
 {
+	if (w->pool_linked) {
+		if (w->pool_prev)
+			w->pool_prev->pool_next = w->pool_next;
+		else
+			w->bs->pool_waiters = w->pool_next;
+		if (w->pool_next)
+			w->pool_next->pool_prev = w->pool_prev;
+		w->pool_linked = false;
+	}
 	if (w->has_timer) {
 		uv_timer_stop(&w->deadline);
 		uv_close((uv_handle_t *)&w->deadline, on_waiter_closed);
@@ -765,6 +778,15 @@ static void waiter_arm(struct bl_budgets *bs, struct waiter *w, uint64_t ms)
 		w->has_timer = true;
 		w->req->handler_data = w;
 		w->req->on_abort = on_waiter_abort;
+		if (w->kind == W_POOL) {
+			/* In no queue: listed so that a shutdown can answer it. */
+			w->pool_prev = NULL;
+			w->pool_next = bs->pool_waiters;
+			if (bs->pool_waiters)
+				bs->pool_waiters->pool_prev = w;
+			bs->pool_waiters = w;
+			w->pool_linked = true;
+		}
 	}
 	uv_timer_start(&w->deadline, on_deadline, ms, 0);
 }
@@ -2905,6 +2927,14 @@ void bl_budgets_shutdown(struct bl_budgets *bs)
 	uv_timer_stop(&bs->expiry);
 	if (!uv_is_closing((uv_handle_t *)&bs->expiry))
 		uv_close((uv_handle_t *)&bs->expiry, NULL);
+	while (bs->pool_waiters) {
+		struct waiter *w = bs->pool_waiters;
+
+		w->req->on_abort = NULL;
+		bl_http_respond_error(w->req, 503, "draining",
+				      "the daemon is shutting down; retry on its successor");
+		waiter_free(w); /* unlinks it */
+	}
 	if (bs->mem) {
 		struct bl_waitq_node *n;
 

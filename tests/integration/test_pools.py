@@ -452,6 +452,26 @@ class BackendBudgets(unittest.TestCase):
         self.assertEqual(s, 200, g)
         self.assertGreaterEqual(time.time() - t0, e["retry_after_ms"] / 1000.0 - 0.1)
 
+    def test_shutdown_answers_a_waiting_pool_acquire(self):
+        import threading
+        d, cl = self.d, Client(self.d)
+        d.write_config(pool_config(
+            ['{name: key1, url: "%s", budget: k1}' % self.backs["key1"].url],
+            budgets="  k1: {limits: {requests: {limit: 120, per: 1h}}}"))  # one per ~33 s
+        self.assertEqual(d.request("POST", "/v1/reload", body={})[0], 200)
+        while cl.acquire()[0] == 200:
+            pass
+        got = {}
+        t = threading.Thread(target=lambda: got.update(r=cl.acquire(wait_ms=60000, timeout=30)))
+        t.start()
+        time.sleep(0.5)  # waiting on its retry timer (the key refills in ~33 s)
+        t0 = time.time()
+        self.assertEqual(d.stop(), 0)
+        t.join(10)
+        s, _, e = got["r"]
+        self.assertEqual((s, e["error"]["code"]), (503, "draining"))
+        self.assertLess(time.time() - t0, 3)  # answered at once, not at the drain deadline
+
 
 if __name__ == "__main__":
     unittest.main()
