@@ -11,6 +11,7 @@
 
 #include "ballast/error.h"
 #include "ballast/planner.h"
+#include "cfgmap.h"
 #include "clock.h"
 #include "daemon.h"
 #include "exec_actuator.h"
@@ -120,22 +121,6 @@ static int64_t wall_ms(void)
 
 /* ---- configuration ---------------------------------------------------------- */
 
-static void planner_config_of(const struct bl_cfg_autoscaler *a, struct bl_planner_config *pc)
-{
-	bl_planner_config_default(pc);
-	pc->min_replicas = (int32_t)a->min_replicas;
-	pc->max_replicas = (int32_t)a->max_replicas;
-	pc->scale_up.stabilization_s = (int32_t)(a->scale_up_stabilization_ns / BL_NS_PER_S);
-	pc->scale_down.stabilization_s = (int32_t)(a->scale_down_stabilization_ns / BL_NS_PER_S);
-	pc->panic.stable_window_ns = a->stable_window_ns;
-	pc->panic.panic_window_ns = a->panic_window_ns;
-	pc->panic.threshold = a->panic_threshold < 1.1 ? 1.1 : a->panic_threshold;
-	/* Whole-second buckets, or coarser for long stable windows. */
-	pc->panic.granularity_ns = SAMPLE_NS;
-	while (pc->panic.stable_window_ns / pc->panic.granularity_ns > BL_PLANNER_WINDOW_BUCKETS)
-		pc->panic.granularity_ns *= 2;
-}
-
 int bl_autoscaler_check(const struct bl_config *cfg, char *err, size_t errcap)
 {
 	struct bl_planner_config pc;
@@ -143,7 +128,7 @@ int bl_autoscaler_check(const struct bl_config *cfg, char *err, size_t errcap)
 
 	if (!cfg->autoscaler.configured)
 		return 0;
-	planner_config_of(&cfg->autoscaler, &pc);
+	bl_cfg_planner_config(&cfg->autoscaler, &pc);
 	if (bl_planner_config_check(&pc, why, sizeof why) != 0) {
 		snprintf(err, errcap, "autoscaler: %s", why);
 		return BL_EINVAL;
@@ -702,7 +687,7 @@ static void copy_cfg(struct bl_autoscaler *as, const struct bl_cfg_autoscaler *a
 	as->cfg.budget = NULL;
 	as->cfg.k8s_namespace = NULL;
 	as->cfg.k8s_deployment = NULL;
-	planner_config_of(a, &as->pc);
+	bl_cfg_planner_config(a, &as->pc);
 }
 
 int bl_autoscaler_create(uv_loop_t *loop, const struct bl_config *cfg, const char *ballast_url,

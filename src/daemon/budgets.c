@@ -28,6 +28,7 @@
 #include "ballast/slab.h"
 #include "ballast/units.h"
 #include "ballast/waitq.h"
+#include "cfgmap.h"
 #include "clock.h"
 #include "daemon.h"
 #include "dmem.h"
@@ -255,30 +256,6 @@ static bool parse_id(const char *s, uint64_t *out)
 
 /* ---- config -------------------------------------------------------------- */
 
-static void limits_from_config(const struct bl_cfg_budget *cb, struct bl_budget_limits *l)
-{
-	static const enum bl_dim map[BL_CFG_DIM_COUNT] = {
-		[BL_CFG_DIM_REQUESTS] = BL_DIM_REQUESTS,
-		[BL_CFG_DIM_TOKENS] = BL_DIM_TOKENS,
-		[BL_CFG_DIM_INPUT_TOKENS] = BL_DIM_INPUT_TOKENS,
-		[BL_CFG_DIM_OUTPUT_TOKENS] = BL_DIM_OUTPUT_TOKENS,
-	};
-
-	bl_budget_limits_default(l);
-	for (int i = 0; i < BL_CFG_DIM_COUNT; i++) {
-		if (!cb->limits[i].set)
-			continue;
-		l->rate[map[i]].limit = cb->limits[i].limit;
-		l->rate[map[i]].per_ns = cb->limits[i].per_ns;
-	}
-	l->concurrent = cb->concurrent;
-	l->target_utilization = cb->target_utilization;
-	l->burst = cb->burst;
-	l->adaptive_decrease = cb->adaptive_decrease;
-	l->adaptive_increase = cb->adaptive_increase;
-	l->adaptive_period_ns = cb->adaptive_period_ns;
-}
-
 static int tenants_from_config(struct bl_waitq_tenants *tbl, const struct bl_cfg_budget *cb)
 {
 	struct bl_waitq_tenant_config tc[256];
@@ -471,7 +448,7 @@ int bl_budgets_check(const struct bl_config *cfg, char *err, size_t errcap)
 		struct bl_budget_limits l;
 		char why[256];
 
-		limits_from_config(&cfg->budgets[i], &l);
+		bl_cfg_budget_limits(&cfg->budgets[i], &l);
 		if (bl_budget_limits_check(&l, why, sizeof why) != 0) {
 			snprintf(err, errcap, "budgets.%s: %s", cfg->budgets[i].name, why);
 			return BL_EINVAL;
@@ -530,7 +507,7 @@ static struct budget_rt *budget_new(struct bl_budgets *bs, const struct bl_cfg_b
 	if (!br || !(br->name = strdup(cb->name)))
 		goto oom;
 	br->bs = bs;
-	limits_from_config(cb, &br->limits);
+	bl_cfg_budget_limits(cb, &br->limits);
 	rc = bl_budget_init(&br->b, &br->limits);
 	if (rc != 0) {
 		char why[256];
@@ -699,7 +676,7 @@ int bl_budgets_apply(struct bl_budgets *bs, const struct bl_config *cfg, char *e
 			br->retired = true;
 			continue;
 		}
-		limits_from_config(cb, &l);
+		bl_cfg_budget_limits(cb, &l);
 		if (bl_budget_reconfigure(&br->b, &l, now) == 0)
 			br->limits = l;
 		refresh_capacity(br);

@@ -10,6 +10,7 @@
 
 #include "ballast/balancer.h"
 #include "ballast/error.h"
+#include "cfgmap.h"
 #include "clock.h"
 #include "daemon.h"
 #include "jsonreq.h"
@@ -81,43 +82,11 @@ struct bl_pools {
 
 /* ---- configuration ---------------------------------------------------------- */
 
-static void breaker_config_of(const struct bl_cfg_breaker *cb, struct bl_breaker_config *bc)
-{
-	bl_breaker_config_default(bc);
-	bc->window_is_time = cb->window_is_time;
-	bc->window_count = cb->window_count;
-	if (cb->window_is_time)
-		bc->window_ns = cb->window_ns;
-	bc->min_calls = cb->min_calls;
-	bc->failure_rate = cb->failure_rate;
-	bc->slow_call_ns = cb->slow_call_ns;
-	bc->slow_rate = cb->slow_rate;
-	bc->consecutive_failures = cb->consecutive_failures;
-	bc->open_for_ns = cb->open_for_ns;
-	bc->max_open_for_ns = cb->max_open_for_ns;
-	bc->half_open_probes = cb->half_open_probes;
-	bc->rate_limited_trips = cb->rate_limited_trips;
-}
-
-static enum bl_balance_strategy strategy_of(enum bl_cfg_strategy s)
-{
-	switch (s) {
-	case BL_STRATEGY_ROUND_ROBIN: return BL_BALANCE_ROUND_ROBIN;
-	case BL_STRATEGY_WEIGHTED: return BL_BALANCE_WEIGHTED;
-	case BL_STRATEGY_RANDOM: return BL_BALANCE_RANDOM;
-	case BL_STRATEGY_LEAST_INFLIGHT: return BL_BALANCE_LEAST_INFLIGHT;
-	case BL_STRATEGY_P2C: return BL_BALANCE_P2C;
-	case BL_STRATEGY_CONSISTENT_HASH: return BL_BALANCE_CONSISTENT_HASH;
-	case BL_STRATEGY_PEAK_EWMA:
-	default: return BL_BALANCE_PEAK_EWMA;
-	}
-}
-
 static void balancer_config_of(const struct bl_cfg_pool *cp, uint64_t seed, struct bl_dmem *dmem,
 			       struct bl_balancer_config *bc)
 {
 	bl_balancer_config_default(bc);
-	bc->strategy = strategy_of(cp->strategy);
+	bc->strategy = bl_cfg_balance_strategy(cp->strategy);
 	bc->seed = seed;
 	bc->max_backends = BL_POOL_BACKENDS_MAX;
 	bc->slow_start_ns = cp->slow_start_ns;
@@ -136,7 +105,7 @@ static int check_pool(const struct bl_cfg_pool *cp, char *err, size_t errcap)
 			 cp->name, cp->n_backends, BL_POOL_BACKENDS_MAX);
 		return BL_EINVAL;
 	}
-	breaker_config_of(&cp->breaker, &bc);
+	bl_cfg_breaker_config(&cp->breaker, &bc);
 	if (bl_breaker_config_check(&bc, why, sizeof why) != 0) {
 		snprintf(err, errcap, "pools.%s.breaker: %s", cp->name, why);
 		return BL_EINVAL;
@@ -332,7 +301,7 @@ static struct bl_pool *pool_new(struct bl_pools *ps, const struct bl_cfg_pool *c
 	if (!p || !(p->name = strdup(cp->name)))
 		goto oom;
 	p->ps = ps;
-	breaker_config_of(&cp->breaker, &p->bcfg);
+	bl_cfg_breaker_config(&cp->breaker, &p->bcfg);
 	p->max_ejected = cp->max_ejected;
 	p->metrics_interval_ns = cp->metrics_interval_ns;
 	balancer_config_of(cp, ps->seed ^ (uintptr_t)p, ps->dmem, &lc);
@@ -513,7 +482,7 @@ int bl_pools_apply(struct bl_pools *ps, const struct bl_config *cfg, char *err, 
 			continue;
 		}
 		p->retired = false;
-		breaker_config_of(&cp->breaker, &bc);
+		bl_cfg_breaker_config(&cp->breaker, &bc);
 		breaker_changed = memcmp(&bc, &p->bcfg, sizeof bc) != 0;
 		p->bcfg = bc;
 		p->max_ejected = cp->max_ejected;

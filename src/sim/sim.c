@@ -13,6 +13,7 @@
 #include "ballast/membudget.h"
 #include "ballast/planner.h"
 #include "ballast/waitq.h"
+#include "cfgmap.h"
 #include "eventq.h"
 #include "rng.h"
 
@@ -1685,46 +1686,6 @@ static void tick(struct sim *s)
 
 /* ---- setup and the loop ----------------------------------------------------------------- */
 
-static void limits_from_config(const struct bl_cfg_budget *cb, struct bl_budget_limits *l)
-{
-	static const enum bl_dim map[BL_CFG_DIM_COUNT] = {
-		[BL_CFG_DIM_REQUESTS] = BL_DIM_REQUESTS,
-		[BL_CFG_DIM_TOKENS] = BL_DIM_TOKENS,
-		[BL_CFG_DIM_INPUT_TOKENS] = BL_DIM_INPUT_TOKENS,
-		[BL_CFG_DIM_OUTPUT_TOKENS] = BL_DIM_OUTPUT_TOKENS,
-	};
-
-	bl_budget_limits_default(l);
-	for (int i = 0; i < BL_CFG_DIM_COUNT; i++) {
-		if (!cb->limits[i].set)
-			continue;
-		l->rate[map[i]].limit = cb->limits[i].limit;
-		l->rate[map[i]].per_ns = cb->limits[i].per_ns;
-	}
-	l->concurrent = cb->concurrent;
-	l->target_utilization = cb->target_utilization;
-	l->burst = cb->burst;
-	l->adaptive_decrease = cb->adaptive_decrease;
-	l->adaptive_increase = cb->adaptive_increase;
-	l->adaptive_period_ns = cb->adaptive_period_ns;
-}
-
-/* The daemon's mapping of the autoscaler block (src/daemon/autoscaler.c). */
-static void planner_config_of(const struct bl_cfg_autoscaler *a, struct bl_planner_config *pc)
-{
-	bl_planner_config_default(pc);
-	pc->min_replicas = (int32_t)a->min_replicas;
-	pc->max_replicas = (int32_t)a->max_replicas;
-	pc->scale_up.stabilization_s = (int32_t)(a->scale_up_stabilization_ns / BL_NS_PER_S);
-	pc->scale_down.stabilization_s = (int32_t)(a->scale_down_stabilization_ns / BL_NS_PER_S);
-	pc->panic.stable_window_ns = a->stable_window_ns;
-	pc->panic.panic_window_ns = a->panic_window_ns;
-	pc->panic.threshold = a->panic_threshold < 1.1 ? 1.1 : a->panic_threshold;
-	pc->panic.granularity_ns = BL_NS_PER_S;
-	while (pc->panic.stable_window_ns / pc->panic.granularity_ns > BL_PLANNER_WINDOW_BUCKETS)
-		pc->panic.granularity_ns *= 2;
-}
-
 static int limiter_init(struct limiter *L, const struct bl_budget_limits *l, uint32_t max_queue)
 {
 	int rc;
@@ -1735,39 +1696,6 @@ static int limiter_init(struct limiter *L, const struct bl_budget_limits *l, uin
 	if ((rc = bl_waitq_init(&L->q, max_queue ? max_queue : 1, 0)) != 0)
 		return rc;
 	return bl_waitq_tenant_init(&L->own, 1);
-}
-
-static enum bl_balance_strategy strategy_of(enum bl_cfg_strategy st)
-{
-	switch (st) {
-	case BL_STRATEGY_ROUND_ROBIN: return BL_BALANCE_ROUND_ROBIN;
-	case BL_STRATEGY_WEIGHTED: return BL_BALANCE_WEIGHTED;
-	case BL_STRATEGY_RANDOM: return BL_BALANCE_RANDOM;
-	case BL_STRATEGY_LEAST_INFLIGHT: return BL_BALANCE_LEAST_INFLIGHT;
-	case BL_STRATEGY_P2C: return BL_BALANCE_P2C;
-	case BL_STRATEGY_CONSISTENT_HASH: return BL_BALANCE_CONSISTENT_HASH;
-	case BL_STRATEGY_PEAK_EWMA:
-	default: return BL_BALANCE_PEAK_EWMA;
-	}
-}
-
-/* The daemon's mapping of a pool's breaker block (src/daemon/pools.c). */
-static void breaker_config_of(const struct bl_cfg_breaker *cb, struct bl_breaker_config *bc)
-{
-	bl_breaker_config_default(bc);
-	bc->window_is_time = cb->window_is_time;
-	bc->window_count = cb->window_count;
-	if (cb->window_is_time)
-		bc->window_ns = cb->window_ns;
-	bc->min_calls = cb->min_calls;
-	bc->failure_rate = cb->failure_rate;
-	bc->slow_call_ns = cb->slow_call_ns;
-	bc->slow_rate = cb->slow_rate;
-	bc->consecutive_failures = cb->consecutive_failures;
-	bc->open_for_ns = cb->open_for_ns;
-	bc->max_open_for_ns = cb->max_open_for_ns;
-	bc->half_open_probes = cb->half_open_probes;
-	bc->rate_limited_trips = cb->rate_limited_trips;
 }
 
 /* The limiter of budget cb (ballast), made on first use. Returns its index,
@@ -1784,7 +1712,7 @@ static int limiter_of(struct sim *s, const struct bl_cfg_budget *cb, char *err, 
 	for (uint32_t i = 0; i < s->n_lim; i++)
 		if (strcmp(s->lim[i].name, cb->name) == 0)
 			return (int)i;
-	limits_from_config(cb, &l);
+	bl_cfg_budget_limits(cb, &l);
 	if (bl_budget_limits_check(&l, why, sizeof why))
 		return bl_errorf(err, errcap, BL_EINVAL, "budgets.%s: %s", cb->name, why);
 	L = &s->lim[s->n_lim];
@@ -1861,11 +1789,11 @@ static int setup_targets(struct sim *s, char *err, size_t errcap)
 		struct bl_breaker_config bc;
 		char why[256];
 
-		breaker_config_of(&cp->breaker, &bc);
+		bl_cfg_breaker_config(&cp->breaker, &bc);
 		if (bl_breaker_config_check(&bc, why, sizeof why))
 			return bl_errorf(err, errcap, BL_EINVAL, "pools.%s.breaker: %s", cp->name, why);
 		bl_balancer_config_default(&lc);
-		lc.strategy = strategy_of(cp->strategy);
+		lc.strategy = bl_cfg_balance_strategy(cp->strategy);
 		lc.seed = s->seed ^ UINT64_C(0x62616c6c617374); /* the run's seed: reproducible */
 		lc.max_backends = s->n_tg;
 		lc.slow_start_ns = cp->slow_start_ns;
@@ -1943,7 +1871,7 @@ static int setup(struct sim *s, char *err, size_t errcap)
 
 	/* Replicas: static keeps the initial count; the others scale. */
 	s->autoscale = s->pol != BL_SIM_STATIC && (s->pol != BL_SIM_BALLAST || s->acfg->configured);
-	planner_config_of(s->acfg, &s->pc);
+	bl_cfg_planner_config(s->acfg, &s->pc);
 	s->scale_interval_ns = s->acfg->interval_ns;
 	if (s->pol != BL_SIM_BALLAST) {
 		/* Kubernetes' defaults, one CPU target. */
