@@ -737,6 +737,18 @@ static const struct bad_case bad_cases[] = {
 	 {"t.yaml:1:69: autoscaler.actuator.namespace: 'Agents' is not a Kubernetes namespace"}},
 	{"namespace on local", "autoscaler: {actuator: {kind: local, command: [a], namespace: x}}\n",
 	 {"t.yaml:1:63: autoscaler.actuator.namespace: is only used by kind kubernetes"}},
+	{"bad env name", "autoscaler: {actuator: {kind: local, command: [a], env: {1X: y}}}\n",
+	 {"t.yaml:1:58: autoscaler.actuator.env: '1X' is not an environment variable name"}},
+	{"bad api_url", "autoscaler: {actuator: {kind: kubernetes, deployment: w, api_url: \"ftp://x\"}}\n",
+	 {"t.yaml:1:67: autoscaler.actuator.api_url: 'ftp://x' is not an http:// or https:// URL"}},
+	{"deployment and statefulset",
+	 "autoscaler: {actuator: {kind: kubernetes, deployment: w, statefulset: s}}\n",
+	 {"t.yaml:1:71: autoscaler.actuator.statefulset: give 'deployment' or 'statefulset', not "
+	  "both"}},
+	{"cwd on kubernetes", "autoscaler: {actuator: {kind: kubernetes, deployment: w, cwd: /x}}\n",
+	 {"t.yaml:1:63: autoscaler.actuator.cwd: is only used by kind local or exec"}},
+	{"memory lease_ttl", "memory: {capacity: 1GiB, lease_ttl: 0s}\n",
+	 {"t.yaml:1:37: memory.lease_ttl: 0s is outside 1s..24h"}},
 
 	/* YAML features */
 	{"unknown alias", "log: *nope\n",
