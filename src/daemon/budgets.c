@@ -1244,6 +1244,22 @@ static void on_waiter_abort(struct bl_http_req *req)
 
 /* ---- acquire ---------------------------------------------------------------- */
 
+/* The gate of new work (an acquire, a reservation): answers 503 draining
+ * while the daemon stops, 503 overloaded past its memory's soft level, and
+ * returns true then. */
+static bool refuse_new_work(struct bl_budgets *bs, struct bl_http_req *req)
+{
+	if (bs->shutting_down) {
+		bl_http_respond_error(req, 503, "draining", "the daemon is shutting down");
+		return true;
+	}
+	if (bl_dmem_refuse_new_work(bs->dmem)) {
+		respond_overloaded(bs, req);
+		return true;
+	}
+	return false;
+}
+
 /* New work refused at the daemon's own memory cap (limits.daemon_memory). */
 static void respond_overloaded(struct bl_budgets *bs, struct bl_http_req *req)
 {
@@ -1331,17 +1347,11 @@ void bl_budgets_acquire(struct bl_budgets *bs, struct bl_http_req *req)
 				      pool_name);
 		goto out;
 	}
-	if (bs->shutting_down) {
-		bl_http_respond_error(req, 503, "draining", "the daemon is shutting down");
+	if (refuse_new_work(bs, req))
 		goto out;
-	}
-	if (bl_dmem_refuse_new_work(bs->dmem)) {
-		respond_overloaded(bs, req);
-		goto out;
-	}
 	w = bl_slab_alloc(bs->waiter_pool);
 	if (!w) {
-		bl_http_respond_error(req, 503, "overloaded", "out of memory");
+		respond_overloaded(bs, req);
 		goto out;
 	}
 	w->want.n[BL_DIM_REQUESTS] = 1;
@@ -1692,14 +1702,8 @@ void bl_budgets_memory_reserve(struct bl_budgets *bs, struct bl_http_req *req)
 				      "config (docs/configuration.md#memory)");
 		goto out;
 	}
-	if (bs->shutting_down) {
-		bl_http_respond_error(req, 503, "draining", "the daemon is shutting down");
+	if (refuse_new_work(bs, req))
 		goto out;
-	}
-	if (bl_dmem_refuse_new_work(bs->dmem)) {
-		respond_overloaded(bs, req);
-		goto out;
-	}
 	if (bytes > bl_membudget_limit(&m->b, prio)) {
 		respond_too_large_mem(req, m, bytes, prio);
 		goto out;
