@@ -1636,8 +1636,7 @@ static bool read_url(struct ctx *c, const struct ynode *raw, char **out)
 	return true;
 }
 
-/* Kubernetes object names: DNS-1123 labels (namespace) or subdomains (deployment). */
-static bool k8s_name_ok(const char *s, size_t max, bool dots)
+bool bl_cfg_k8s_name_ok(const char *s, size_t max, bool dots)
 {
 	size_t n = strlen(s);
 
@@ -2362,7 +2361,7 @@ static void load_actuator(struct ctx *c, const struct ynode *raw, struct bl_cfg_
 		path_pop(c, mark);
 	}
 	if (get_string(c, m, "namespace", "a Kubernetes namespace", &a->k8s_namespace) == GOT_OK &&
-	    !k8s_name_ok(a->k8s_namespace, 63, false)) {
+	    !bl_cfg_k8s_name_ok(a->k8s_namespace, 63, false)) {
 		mark = path_push(c, "namespace");
 		report(c, where(m, "namespace"), "'%s' is not a Kubernetes namespace: 1..63 "
 						 "lowercase letters, digits or '-', starting and "
@@ -2387,7 +2386,7 @@ static void load_actuator(struct ctx *c, const struct ynode *raw, struct bl_cfg_
 			     "the object to scale");
 		break;
 	case GOT_OK:
-		if (!k8s_name_ok(a->k8s_deployment, 253, true)) {
+		if (!bl_cfg_k8s_name_ok(a->k8s_deployment, 253, true)) {
 			mark = path_push(c, a->k8s_statefulset ? "statefulset" : "deployment");
 			report(c, where(m, "deployment"),
 			       "'%s' is not a Kubernetes name: 1..253 lowercase letters, digits, "

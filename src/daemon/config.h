@@ -242,6 +242,12 @@ int bl_config_set_listen(struct bl_config *cfg, const char *listen, struct bl_di
  * "none" for BL_ACTUATOR_NONE), or "unknown". Static strings. */
 const char *bl_cfg_dim_name(enum bl_cfg_dim dim);
 const char *bl_cfg_strategy_name(enum bl_cfg_strategy s);
+
+/* Is s a Kubernetes name: a DNS-1123 label (a namespace: at most 63 bytes, no
+ * dots) or subdomain (an object: at most 253, dots allowed)? Lower-case
+ * letters, digits and '-' (and '.'), starting and ending with a letter or
+ * digit. */
+bool bl_cfg_k8s_name_ok(const char *s, size_t max, bool dots);
 const char *bl_cfg_actuator_name(enum bl_cfg_actuator a);
 
 /* Returns a copy of url with any user:password@ replaced by "<redacted>@",

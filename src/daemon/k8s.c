@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "ballast/error.h"
+#include "config.h"
 #include "log.h"
 
 #define DEFAULT_TIMEOUT_NS (10 * BL_NS_PER_S)
@@ -875,24 +876,6 @@ void bl_k8s_shutdown(struct bl_k8s *k, bl_k8s_shutdown_fn done, void *ctx)
 
 /* ---- setup ---------------------------------------------------------------------------- */
 
-/* Kubernetes names: a DNS-1123 label (namespace) or subdomain (object name). */
-static bool name_ok(const char *s, size_t max, bool dots)
-{
-	size_t n = strlen(s);
-
-	if (n == 0 || n > max)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char ch = s[i];
-		bool alnum = (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9');
-
-		if (!alnum && !(ch == '-' || (dots && ch == '.')))
-			return false;
-		if ((i == 0 || i == n - 1) && !alnum)
-			return false;
-	}
-	return true;
-}
 
 static char *join_path(const char *dir, const char *file)
 {
@@ -930,7 +913,7 @@ static int read_namespace(const char *dir, char **out, char *err, size_t errcap)
 	buf[n] = '\0';
 	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' ' || buf[n - 1] == '\r'))
 		buf[--n] = '\0';
-	if (!name_ok(buf, 63, false)) {
+	if (!bl_cfg_k8s_name_ok(buf, 63, false)) {
 		bl_errorf(err, errcap, BL_EINVAL, "namespace: %s does not hold a namespace", path);
 		free(path);
 		return BL_EINVAL;
@@ -1049,11 +1032,11 @@ int bl_k8s_create(uv_loop_t *loop, const struct bl_k8s_config *cfg, struct bl_k8
 				 "required");
 	if (cfg->kind != BL_K8S_DEPLOYMENT && cfg->kind != BL_K8S_STATEFULSET)
 		return bl_errorf(err, errcap, BL_EINVAL, "kind: must be deployment or statefulset");
-	if (!cfg->name || !name_ok(cfg->name, 253, true))
+	if (!cfg->name || !bl_cfg_k8s_name_ok(cfg->name, 253, true))
 		return bl_errorf(err, errcap, BL_EINVAL, "name: '%s' is not a Kubernetes name: "
 				 "1..253 lowercase letters, digits, '-' or '.', starting and "
 				 "ending with a letter or digit", cfg->name ? cfg->name : "");
-	if (cfg->namespace && !name_ok(cfg->namespace, 63, false))
+	if (cfg->namespace && !bl_cfg_k8s_name_ok(cfg->namespace, 63, false))
 		return bl_errorf(err, errcap, BL_EINVAL, "namespace: '%s' is not a Kubernetes "
 				 "namespace: 1..63 lowercase letters, digits or '-', starting "
 				 "and ending with a letter or digit", cfg->namespace);
