@@ -54,92 +54,19 @@
 #include "ballast/error.h"
 #include "ballast/planner.h"
 
-#define NS_PER_S 1000000000LL
-#define NS_PER_MS 1000000LL
-#define RUNS 5
 #define NAME_BYTES 48
 #define GIB (INT64_C(1) << 30)
 
-static int64_t target_ns = 100 * NS_PER_MS;
+static int64_t target_ns = 100 * 1000000LL; /* one timed run (harness.h) */
 static volatile int64_t sink; /* keeps results alive */
 
-/* Reads the wall clock (CLOCK_MONOTONIC) and this thread's CPU time. */
-static void clocks(int64_t *wall_ns, int64_t *cpu_ns)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	*wall_ns = (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-	*cpu_ns = (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
-}
-
-static uint64_t splitmix(uint64_t *s)
-{
-	uint64_t z = (*s += UINT64_C(0x9E3779B97F4A7C15));
-
-	z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
-	z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
-	return z ^ (z >> 31);
-}
+#include "harness.h"
 
 static double uniform(uint64_t *s)
 {
 	return (double)(splitmix(s) >> 11) * 0x1p-53;
 }
 
-/* ---- the harness ---------------------------------------------------------- */
-
-/* Runs `calls` operations. */
-typedef void (*run_fn)(void *ctx, uint64_t calls);
-
-struct figure {
-	double median_ns, min_ns, max_ns; /* per op, wall clock */
-	double cpu_median_ns;             /* per op, this thread's CPU time */
-	uint64_t calls;                     /* per timed run */
-};
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return (x > y) - (x < y);
-}
-
-/* Calibrates, warms up and times RUNS runs of `run`. The calibration goes
- * by CPU time, so that a busy machine does not shorten the runs. */
-static struct figure measure(run_fn run, void *ctx, uint64_t calibration_calls)
-{
-	struct figure f;
-	uint64_t wall[RUNS], cpu[RUNS];
-	int64_t w0, c0, w1, c1;
-
-	clocks(&w0, &c0);
-	run(ctx, calibration_calls);
-	clocks(&w1, &c1);
-	if (c1 <= c0)
-		c1 = c0 + 1;
-	f.calls = (uint64_t)((double)target_ns * (double)calibration_calls / (double)(c1 - c0));
-	if (f.calls < 1)
-		f.calls = 1;
-	run(ctx, f.calls); /* warm-up */
-	for (int r = 0; r < RUNS; r++) {
-		clocks(&w0, &c0);
-		run(ctx, f.calls);
-		clocks(&w1, &c1);
-		wall[r] = (uint64_t)(w1 - w0);
-		cpu[r] = (uint64_t)(c1 - c0);
-	}
-	qsort(wall, RUNS, sizeof wall[0], cmp_u64);
-	qsort(cpu, RUNS, sizeof cpu[0], cmp_u64);
-	f.median_ns = (double)wall[RUNS / 2] / (double)f.calls;
-	f.min_ns = (double)wall[0] / (double)f.calls;
-	f.max_ns = (double)wall[RUNS - 1] / (double)f.calls;
-	f.cpu_median_ns = (double)cpu[RUNS / 2] / (double)f.calls;
-	return f;
-}
-
-/* A hook that counts the allocations, for the table's allocs/call column. */
 struct counting {
 	uint64_t allocs;
 };
