@@ -8,10 +8,14 @@
  * The binary names the library its malloc really comes from (dladdr).
  * bench/bench_alloc.sh runs them all and prints one table.
  *
- *   bench_alloc [--sys-only] [--ms N]
+ *   bench_alloc [--sys-only] [--ms N] [--only TEXT] [--workload NAME]
  *     --sys-only  only the process's malloc (the other binaries use it: our
  *                 allocators do not depend on which malloc is linked)
  *     --ms N      target length of one timed run, default 100 ms
+ *     --only TEXT only the allocators whose label contains TEXT ("tlsf",
+ *                 "malloc"); the footprint table is skipped unless TEXT is
+ *                 "foot", which runs the footprint table alone
+ *     --workload NAME  only that workload: lifo64 rand64 lifo256 rand256 randsz
  *
  * Workloads (a pair = one allocation and one free):
  *   lifo64, lifo256   batches of 1000 allocations of 64 / 256 B, then the 1000
@@ -281,12 +285,15 @@ static int cmp_u64(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+static const char *only, *only_workload;
+
 static void measure(const char *label, const char *workload, struct allocator *al, size_t size,
 		    int random_order)
 {
 	uint64_t (*run)(void *, size_t, uint64_t) = random_order ? al->rand : al->lifo;
 
-	if (!run)
+	if (!run || (only && !strstr(label, only)) ||
+	    (only_workload && strcmp(workload, only_workload) != 0))
 		return;
 	void *ctx = al->setup(size);
 	if (!ctx) {
@@ -508,8 +515,13 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			target_ns = ms * 1000000LL;
+		} else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
+			only = argv[++i];
+		} else if (strcmp(argv[i], "--workload") == 0 && i + 1 < argc) {
+			only_workload = argv[++i];
 		} else {
-			fprintf(stderr, "usage: bench_alloc [--sys-only] [--ms N]\n");
+			fprintf(stderr, "usage: bench_alloc [--sys-only] [--ms N] [--only TEXT] "
+					"[--workload NAME]\n");
 			return 2;
 		}
 	}
@@ -521,7 +533,9 @@ int main(int argc, char **argv)
 
 	make_sequences();
 	make_trace();
-	footprint_malloc(); /* first, so the peak RSS growth is the trace's */
+	int foot_only = only && strcmp(only, "foot") == 0, foot = !only || foot_only;
+	if (foot)
+		footprint_malloc(); /* first, so the peak RSS growth is the trace's */
 
 	struct allocator sys = {"malloc", sys_setup, sys_teardown, sys_lifo, sys_rand, 0};
 	struct allocator slab = {"slab", slab_setup, slab_teardown, slab_lifo, slab_rand, 0};
@@ -534,7 +548,7 @@ int main(int argc, char **argv)
 	} wl[] = {{"lifo64", 64, 0}, {"rand64", 64, 1}, {"lifo256", 256, 0},
 		  {"rand256", 256, 1}, {"randsz", 0, 1}};
 
-	for (size_t w = 0; w < sizeof(wl) / sizeof(wl[0]); w++) {
+	for (size_t w = 0; w < sizeof(wl) / sizeof(wl[0]) && !foot_only; w++) {
 		measure(sys_label, wl[w].name, &sys, wl[w].size, wl[w].random_order);
 		if (sys_only)
 			continue;
@@ -551,7 +565,7 @@ int main(int argc, char **argv)
 			measure(label, wl[w].name, &heap, wl[w].size, wl[w].random_order);
 		}
 	}
-	if (!sys_only)
+	if (!sys_only && foot)
 		footprint_heaps();
 	return 0;
 }
