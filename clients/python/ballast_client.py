@@ -78,6 +78,17 @@ class Lease:
         """Keeps the lease alive for ttl_ms more."""
         return self._client._post("/v1/leases/%s/extend" % self.id, {"ttl_ms": int(ttl_ms)})
 
+    def resize(self, size=None, bytes=None):
+        """Grows or shrinks a memory reservation in place (size "3GiB", or
+        bytes). A growth that does not fit now raises RateLimited and the
+        reservation keeps its size."""
+        if (size is None) == (bytes is None):
+            raise ValueError("give exactly one of size or bytes")
+        body = {"size": size} if size is not None else {"bytes": int(bytes)}
+        answer = self._client._post("/v1/leases/%s/resize" % self.id, body)
+        self.bytes = answer["bytes"]
+        return answer
+
     def release(self, outcome=None):
         """Gives the lease back (once); returns the daemon's answer."""
         if self.released is not None:

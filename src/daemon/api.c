@@ -50,6 +50,11 @@ static void h_extend(struct bl_daemon *d, struct bl_http_req *req, const char *p
 	bl_budgets_extend(d->budgets, req, param);
 }
 
+static void h_resize(struct bl_daemon *d, struct bl_http_req *req, const char *param)
+{
+	bl_budgets_resize(d->budgets, req, param);
+}
+
 static void h_budgets(struct bl_daemon *d, struct bl_http_req *req, const char *param)
 {
 	(void)param;
@@ -116,6 +121,7 @@ static const struct route routes[] = {
 	{"POST", "/v1/acquire", h_acquire, true},
 	{"POST", "/v1/release", h_release, true},
 	{"POST", "/v1/leases/{}/extend", h_extend, true},
+	{"POST", "/v1/leases/{}/resize", h_resize, true},
 	{"GET", "/v1/budgets", h_budgets, false},
 	{"GET", "/v1/budgets/{}", h_budget, false},
 	{"POST", "/v1/memory/reserve", h_memory_reserve, true},

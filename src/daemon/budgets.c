@@ -148,6 +148,7 @@ struct mem_rt {
 	uint64_t granted;
 	uint64_t granted_after_wait;
 	uint64_t denied;             /* answered 429 insufficient_memory */
+	uint64_t resized;            /* reservations grown or shrunk in place */
 	uint64_t queue_full;
 	uint64_t wait_timeouts;
 	uint64_t cancelled;
@@ -1645,46 +1646,61 @@ static void mem_on_abort(struct waiter *w)
 	mem_pump(bs);
 }
 
+/* Reads a request's amount of memory: exactly one of "bytes" (an integer)
+ * and "size" (a string such as "2GiB"), at least 1 byte. Returns 0, or
+ * answers 400 and returns -1. */
+static int body_bytes(struct bl_http_req *req, const struct bl_json_fields *body, uint64_t *bytes)
+{
+	struct bl_json_error e = {0};
+	const char *size = NULL;
+	int64_t ibytes = 0;
+	int rb, rs;
+
+	rb = bl_json_get_int(body, "bytes", 1, (int64_t)MAX_RESERVE_BYTES, &ibytes, &e);
+	rs = rb < 0 ? 0 : bl_json_get_string(body, "size", 32, &size, &e);
+	if (rb < 0 || rs < 0) {
+		bl_api_bad_request(req, &e);
+		return -1;
+	}
+	if ((rb == 0) == (rs == 0)) {
+		bl_http_respond_error(req, 400, "invalid_field",
+				      "give exactly one of 'bytes' (an integer, e.g. 2147483648) or "
+				      "'size' (a string, e.g. \"2GiB\")");
+		return -1;
+	}
+	if (rb == 0) {
+		*bytes = (uint64_t)ibytes;
+	} else if (bl_parse_size(size, strlen(size), bytes) != 0 || *bytes == 0 ||
+		   *bytes > MAX_RESERVE_BYTES) {
+		bl_http_respond_error(req, 400, "invalid_field",
+				      "field 'size': '%.32s' is not a size of at least 1 byte, such "
+				      "as \"512MiB\" or \"2GiB\" (units B, KiB, MiB, GiB, TiB, KB, MB, "
+				      "GB, TB)",
+				      size);
+		return -1;
+	}
+	return 0;
+}
+
 void bl_budgets_memory_reserve(struct bl_budgets *bs, struct bl_http_req *req)
 {
 	static const char *const allowed[] = {"bytes", "size", "tenant", "priority", "wait_ms",
 					      "ttl_ms", NULL};
 	struct bl_json_error e = {0};
 	struct bl_json_fields fields, *body = &fields;
-	const char *tenant = DEFAULT_TENANT, *prio_name = "normal", *size = NULL;
+	const char *tenant = DEFAULT_TENANT, *prio_name = "normal";
 	struct mem_rt *m = bs->mem;
 	struct waiter *w = NULL;
 	struct bl_waitq_tenant *slot;
 	enum bl_mem_priority prio;
-	int64_t wait_ms = 0, ttl_ms = -1, ibytes = 0;
+	int64_t wait_ms = 0, ttl_ms = -1;
 	uint64_t bytes = 0, cost;
-	int rb, rs, rc;
+	int rc;
 
 	if (bl_api_body(req, false, allowed, body) != 0)
 		return;
-	rb = bl_json_get_int(body, "bytes", 1, (int64_t)MAX_RESERVE_BYTES, &ibytes, &e);
-	if (rb < 0)
-		goto bad;
-	rs = bl_json_get_string(body, "size", 32, &size, &e);
-	if (rs < 0)
-		goto bad;
-	if ((rb == 0) == (rs == 0)) {
-		bl_http_respond_error(req, 400, "invalid_field",
-				      "give exactly one of 'bytes' (an integer, e.g. 2147483648) or "
-				      "'size' (a string, e.g. \"2GiB\")");
+	if (body_bytes(req, body, &bytes) != 0)
 		goto out;
-	}
-	if (rb == 0) {
-		bytes = (uint64_t)ibytes;
-	} else if (bl_parse_size(size, strlen(size), &bytes) != 0 || bytes == 0 ||
-		   bytes > MAX_RESERVE_BYTES) {
-		bl_http_respond_error(req, 400, "invalid_field",
-				      "field 'size': '%.32s' is not a size of at least 1 byte, such "
-				      "as \"512MiB\" or \"2GiB\" (units B, KiB, MiB, GiB, TiB, KB, MB, "
-				      "GB, TB)",
-				      size);
-		goto out;
-	}
 	if (bl_json_get_string(body, "tenant", BL_WAITQ_TENANT_NAME_MAX, &tenant, &e) < 0 ||
 	    bl_json_get_string(body, "priority", 16, &prio_name, &e) < 0 ||
 	    bl_json_get_int(body, "wait_ms", 0, MAX_WAIT_MS, &wait_ms, &e) < 0 ||
@@ -2107,6 +2123,109 @@ out:
 	bl_json_fields_cleanup(body);
 }
 
+/* Answers a growth that does not fit now; the reservation keeps its size. */
+static void respond_no_growth(struct bl_http_req *req, struct mem_rt *m, const struct lease_rt *l,
+			      uint64_t bytes, const struct waiter *ahead)
+{
+	struct bl_membudget_stats st;
+	json_t *detail;
+
+	bl_membudget_stats(&m->b, &st);
+	detail = json_pack(
+		"{s:I,s:I,s:I,s:I,s:s,s:s}", "retry_after_ms", (json_int_t)MEM_RETRY_MS, "bytes",
+		(json_int_t)bytes, "held_bytes", (json_int_t)l->mem_bytes, "available_bytes",
+		(json_int_t)st.available_bytes[l->mem_prio], "priority",
+		bl_mem_priority_name(l->mem_prio), "pressure", bl_mem_pressure_name(st.pressure));
+
+	if (ahead)
+		bl_http_respond_error_ex(req, 429, "insufficient_memory", detail, "Retry-After: 1\r\n",
+					 "growing to %llu bytes waits behind %u queued "
+					 "reservation(s), the first at priority %s; the lease keeps "
+					 "its %llu bytes, retry after releases",
+					 (unsigned long long)bytes, (unsigned)bl_waitq_length(&m->q),
+					 bl_mem_priority_name(ahead->mem_prio),
+					 (unsigned long long)l->mem_bytes);
+	else
+		bl_http_respond_error_ex(req, 429, "insufficient_memory", detail, "Retry-After: 1\r\n",
+					 "growing to %llu bytes does not fit now: priority %s may "
+					 "reserve %llu more bytes; the lease keeps its %llu bytes, "
+					 "retry after releases",
+					 (unsigned long long)bytes, bl_mem_priority_name(l->mem_prio),
+					 (unsigned long long)st.available_bytes[l->mem_prio],
+					 (unsigned long long)l->mem_bytes);
+}
+
+/* POST /v1/leases/{id}/resize: a memory reservation grows or shrinks in
+ * place. Shrinking always succeeds and may admit waiters. Growing is admitted
+ * now or not at all (429, the lease unchanged): by the reservation rule of
+ * its priority, and only when no reservation of the same or a higher
+ * priority is waiting, so a growth never jumps the queue. */
+void bl_budgets_resize(struct bl_budgets *bs, struct bl_http_req *req, const char *lease_id)
+{
+	static const char *const allowed[] = {"bytes", "size", NULL};
+	struct bl_json_fields fields, *body = &fields;
+	struct mem_rt *m = bs->mem;
+	struct bl_waitq_node *head;
+	struct lease_rt *l;
+	uint64_t bytes, old;
+	int rc;
+
+	if (bl_api_body(req, false, allowed, body) != 0)
+		return;
+	if (body_bytes(req, body, &bytes) != 0)
+		goto out;
+	l = lookup_lease(bs, lease_id);
+	if (!l) {
+		respond_unknown_lease(req, lease_id);
+		goto out;
+	}
+	if (!l->memory) {
+		bl_http_respond_error(req, 409, "not_resizable",
+				      "lease '%.64s' is a rate lease: only memory reservations "
+				      "(POST /v1/memory/reserve) can be resized",
+				      lease_id);
+		goto out;
+	}
+	old = l->mem_bytes;
+	if (bytes > old) {
+		if (bytes > bl_membudget_limit(&m->b, l->mem_prio)) {
+			respond_too_large_mem(req, m, bytes, l->mem_prio);
+			goto out;
+		}
+		head = bl_waitq_peek(&m->q);
+		if (head && BL_WAITQ_ENTRY(head, struct waiter, node)->mem_prio >= l->mem_prio) {
+			m->denied++;
+			respond_no_growth(req, m, l, bytes, BL_WAITQ_ENTRY(head, struct waiter, node));
+			goto out;
+		}
+	}
+	rc = bl_membudget_resize(&m->b, old, bytes, l->mem_prio, NULL);
+	if (rc == BL_EAGAIN) {
+		m->denied++;
+		respond_no_growth(req, m, l, bytes, NULL);
+		goto out;
+	}
+	if (rc != 0) { /* the lease's bytes are in the budget: cannot happen */
+		bl_http_respond_error(req, 500, "internal", "memory budget refused a resize (%s)",
+				      bl_strerror(rc));
+		goto out;
+	}
+	l->mem_bytes = bytes;
+	m->resized++;
+	bl_http_respond_json(
+		req, 200,
+		json_pack("{s:s,s:I,s:I,s:s,s:I,s:s}", "lease", lease_id, "bytes", (json_int_t)bytes,
+			  "previous_bytes", (json_int_t)old, "priority",
+			  bl_mem_priority_name(l->mem_prio), "expires_at_ms",
+			  (json_int_t)mono_to_wall_ms(l->node.expires_ns), "pressure",
+			  bl_mem_pressure_name(bl_membudget_pressure(&m->b))),
+		NULL);
+	if (bytes < old)
+		mem_pump(bs);
+out:
+	bl_json_fields_cleanup(body);
+}
+
 /* ---- lease expiry ----------------------------------------------------------- */
 
 static void on_expiry(uv_timer_t *t)
@@ -2303,7 +2422,7 @@ json_t *bl_budgets_memory_json(struct bl_budgets *bs)
 	bl_lease_foreach(bs->leases, add_tenant_use, &tu);
 	return json_pack(
 		"{s:b,s:b,s:I,s:s,s:f,s:I,s:I,s:{s:f,s:f,s:I,s:I},s:I,s:f,s:s,s:o,s:o,s:o,s:I,s:I,"
-		"s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}}",
+		"s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}}",
 		"configured", true, "retired", m->retired, "capacity_bytes",
 		(json_int_t)st.capacity_bytes, "capacity_source", m->capacity_source,
 		"safety_buffer", m->b.config.safety_buffer, "usable_bytes",
@@ -2317,7 +2436,8 @@ json_t *bl_budgets_memory_json(struct bl_budgets *bs)
 		(json_int_t)m->granted, "granted_after_wait", (json_int_t)m->granted_after_wait,
 		"denied", (json_int_t)m->denied, "queue_full", (json_int_t)m->queue_full,
 		"wait_timeouts", (json_int_t)m->wait_timeouts, "cancelled", (json_int_t)m->cancelled,
-		"released", (json_int_t)m->released, "expired", (json_int_t)m->expired);
+		"released", (json_int_t)m->released, "expired", (json_int_t)m->expired, "resized",
+		(json_int_t)m->resized);
 }
 
 void bl_budgets_memory_get(struct bl_budgets *bs, struct bl_http_req *req)
@@ -2376,16 +2496,20 @@ static void mem_write_metrics(struct bl_budgets *bs, struct bl_text *t)
 		       "ballast_memory_high_water_bytes %llu\n"
 		       "# HELP ballast_memory_grants_total Reservations admitted.\n"
 		       "# TYPE ballast_memory_grants_total counter\nballast_memory_grants_total %llu\n"
-		       "# HELP ballast_memory_denials_total Reservations answered 429, by reason.\n"
+		       "# HELP ballast_memory_denials_total Reservations and growths answered 429, "
+		       "by reason.\n"
 		       "# TYPE ballast_memory_denials_total counter\n"
 		       "ballast_memory_denials_total{reason=\"insufficient_memory\"} %llu\n"
 		       "ballast_memory_denials_total{reason=\"queue_full\"} %llu\n"
 		       "# HELP ballast_memory_expired_leases_total Reservations reclaimed on TTL.\n"
 		       "# TYPE ballast_memory_expired_leases_total counter\n"
-		       "ballast_memory_expired_leases_total %llu\n",
+		       "ballast_memory_expired_leases_total %llu\n"
+		       "# HELP ballast_memory_resizes_total Reservations grown or shrunk in place.\n"
+		       "# TYPE ballast_memory_resizes_total counter\nballast_memory_resizes_total %llu\n",
 		       st.utilization, (int)st.pressure, (unsigned long long)st.high_water_bytes,
 		       (unsigned long long)m->granted, (unsigned long long)m->denied,
-		       (unsigned long long)m->queue_full, (unsigned long long)m->expired);
+		       (unsigned long long)m->queue_full, (unsigned long long)m->expired,
+		       (unsigned long long)m->resized);
 }
 
 size_t bl_budgets_object_pools(struct bl_budgets *bs, const char **names, struct bl_slab_stats *ss,

@@ -52,6 +52,8 @@ int bl_budgets_restore(void *ctx, json_t *state, char *err, size_t errcap);
 void bl_budgets_acquire(struct bl_budgets *bs, struct bl_http_req *req);
 void bl_budgets_release(struct bl_budgets *bs, struct bl_http_req *req);
 void bl_budgets_extend(struct bl_budgets *bs, struct bl_http_req *req, const char *lease_id);
+/* POST /v1/leases/{id}/resize: grows or shrinks a memory reservation. */
+void bl_budgets_resize(struct bl_budgets *bs, struct bl_http_req *req, const char *lease_id);
 void bl_budgets_list(struct bl_budgets *bs, struct bl_http_req *req);
 void bl_budgets_get(struct bl_budgets *bs, struct bl_http_req *req, const char *name);
 

@@ -59,7 +59,16 @@ class Client(unittest.TestCase):
         with b.reserve_memory(size="100MiB", tenant="etl") as r:
             self.assertEqual(r.bytes, 100 << 20)
             self.assertEqual(b.memory()["by_tenant"]["etl"]["bytes"], 100 << 20)
-        self.assertEqual(r.released["memory_bytes"], 100 << 20)
+            self.assertEqual(r.resize(size="150MiB")["previous_bytes"], 100 << 20)
+            self.assertEqual(r.bytes, 150 << 20)
+            with b.reserve_memory(size="550MiB"):
+                with self.assertRaises(RateLimited) as ctx:
+                    r.resize(bytes=200 << 20)  # 750 MiB > the high watermark, 720
+            self.assertEqual(ctx.exception.code, "insufficient_memory")
+            self.assertEqual(r.bytes, 150 << 20)
+            with self.assertRaises(ValueError):
+                r.resize()
+        self.assertEqual(r.released["memory_bytes"], 150 << 20)
         self.assertEqual(b.memory()["reserved_bytes"], 0)
         with b.reserve_memory(bytes=600 << 20):
             with self.assertRaises(RateLimited) as ctx:

@@ -25,6 +25,10 @@ memory:
   watermarks: {low: 0.80, high: 0.90}
   lease_ttl: 60s
   max_queue: 2
+budgets:
+  api:
+    limits:
+      requests: {limit: 600, per: 1m}
 """
 
 
@@ -41,6 +45,14 @@ def release(d, lease, expect=200):
     if s != expect:
         raise AssertionError("release %s: %d %s" % (lease, s, b))
     return json.loads(b)
+
+
+def resize(d, lease, body, expect=None):
+    s, _, b = d.request("POST", "/v1/leases/%s/resize" % lease, body=body)
+    doc = json.loads(b) if b else None
+    if expect is not None and s != expect:
+        raise AssertionError("resize %s %r: %d %s" % (lease, body, s, b))
+    return s, doc
 
 
 def wait_for_waiters(test, d, cls, n, timeout=5):
@@ -231,12 +243,92 @@ class Admission(unittest.TestCase):
         release(d, a["lease"], expect=404)
         release(d, b["lease"])
 
+    def test_resize_grows_and_shrinks_in_place(self):
+        d = self.d
+        a = reserve(d, {"size": "300MiB", "tenant": "etl"}, 200)[2]
+        r = resize(d, a["lease"], {"size": "500MiB"}, 200)[1]
+        self.assertEqual((r["bytes"], r["previous_bytes"]), (500 * MIB, 300 * MIB))
+        self.assertEqual(r["priority"], "normal")
+        m = d.get_json("/v1/memory")
+        self.assertEqual(m["reserved_bytes"], 500 * MIB)
+        self.assertEqual(m["by_tenant"]["etl"]["bytes"], 500 * MIB)
+        # Above the high watermark (normal's limit, 720 MiB): never admitted.
+        s, e = resize(d, a["lease"], {"size": "800MiB"})
+        self.assertEqual((s, e["error"]["code"]), (400, "too_large"))
+        self.assertEqual(e["max_bytes"], 720 * MIB)
+        # Fits the limit but not now: 429, the lease keeps its size.
+        reserve(d, {"size": "200MiB"}, 200)
+        s, e = resize(d, a["lease"], {"bytes": 600 * MIB})
+        self.assertEqual((s, e["error"]["code"]), (429, "insufficient_memory"))
+        self.assertEqual(e["held_bytes"], 500 * MIB)
+        self.assertEqual(e["available_bytes"], 20 * MIB)
+        self.assertEqual(d.get_json("/v1/memory")["reserved_bytes"], 700 * MIB)
+        # Shrinking always works; the same size is a no-op that answers 200.
+        resize(d, a["lease"], {"size": "100MiB"}, 200)
+        resize(d, a["lease"], {"size": "100MiB"}, 200)
+        m = d.get_json("/v1/memory")
+        self.assertEqual(m["reserved_bytes"], 300 * MIB)
+        self.assertEqual(m["counters"]["resized"], 3)
+        self.assertEqual(metric(d, "ballast_memory_resizes_total"), 3)
+        self.assertEqual(release(d, a["lease"])["memory_bytes"], 100 * MIB)
+        self.assertEqual(d.get_json("/v1/memory")["reserved_bytes"], 200 * MIB)
+
+    def test_resize_respects_the_queue_and_shrinking_admits_waiters(self):
+        d = self.d
+        a = reserve(d, {"size": "600MiB"}, 200)[2]
+        small = reserve(d, {"size": "10MiB"}, 200)[2]
+        crit = reserve(d, {"size": "10MiB", "priority": "critical"}, 200)[2]
+        got = {}
+
+        def waiter():
+            got["r"] = reserve(d, {"size": "150MiB", "wait_ms": 5000})
+
+        t = threading.Thread(target=waiter)
+        t.start()
+        wait_for_waiters(self, d, "normal", 1)  # 620 + 150 > 720
+        # 620 + 40 would fit, but a normal reservation waits first.
+        s, e = resize(d, small["lease"], {"size": "50MiB"})
+        self.assertEqual((s, e["error"]["code"]), (429, "insufficient_memory"))
+        self.assertIn("waits behind 1 queued", e["error"]["message"])
+        # A critical reservation outranks the waiter.
+        resize(d, crit["lease"], {"size": "50MiB"}, 200)
+        # Shrinking makes room: the waiter is admitted at once.
+        resize(d, a["lease"], {"size": "300MiB"}, 200)
+        t.join(10)
+        self.assertEqual(got["r"][0], 200)
+        self.assertEqual(d.get_json("/v1/memory")["reserved_bytes"], 510 * MIB)
+
+    def test_resize_bad_input_changes_nothing(self):
+        d = self.d
+        a = reserve(d, {"size": "100MiB"}, 200)[2]
+        cases = [
+            ({"bytes": 1, "size": "1MiB"}, 400, "exactly one of 'bytes'"),
+            ({}, 400, "exactly one of 'bytes'"),
+            ({"bytes": 0}, 400, "bytes"),
+            ({"size": "lots"}, 400, "'lots' is not a size"),
+            ({"size": "1MiB", "ttl_ms": 5}, 400, "ttl_ms"),
+        ]
+        for body, status, text in cases:
+            s, e = resize(d, a["lease"], body)
+            self.assertEqual(s, status, body)
+            self.assertIn(text, e["error"]["message"], body)
+        s, e = resize(d, "00000000deadbeef", {"bytes": MIB})
+        self.assertEqual((s, e["error"]["code"]), (404, "unknown_lease"))
+        s, _, b = d.request("POST", "/v1/acquire", body={"budget": "api"})
+        self.assertEqual(s, 200, b)
+        s, e = resize(d, json.loads(b)["lease"], {"bytes": MIB})
+        self.assertEqual((s, e["error"]["code"]), (409, "not_resizable"))
+        m = d.get_json("/v1/memory")
+        self.assertEqual(m["reserved_bytes"], 100 * MIB)
+        self.assertEqual(m["counters"]["resized"], 0)
+
 
 class Persistence(unittest.TestCase):
     def test_reservations_survive_a_restart(self):
         d = Daemon(CONFIG).start()
         try:
-            a = reserve(d, {"size": "300MiB", "tenant": "etl"}, 200)[2]
+            a = reserve(d, {"size": "200MiB", "tenant": "etl"}, 200)[2]
+            resize(d, a["lease"], {"size": "300MiB"}, 200)  # the new size is kept
             reserve(d, {"size": "100MiB", "priority": "critical"}, 200)
             self.assertEqual(d.stop(), 0)
             d.start()
