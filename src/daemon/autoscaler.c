@@ -690,9 +690,176 @@ static void copy_cfg(struct bl_autoscaler *as, const struct bl_cfg_autoscaler *a
 	bl_cfg_planner_config(a, &as->pc);
 }
 
+/* ---- snapshot -------------------------------------------------------------- */
+
+/* What a restart keeps: the history the stabilization windows and the scale
+ * policies read, the burst (panic) state, and the count last carried out.
+ * Without it a restarted daemon would start from min_replicas and with an
+ * empty window, free to scale down at once. */
+struct saved {
+	struct bl_planner_history hist;
+	struct bl_planner_panic_state panic;
+	int32_t applied;
+};
+
+#define SAVED_REPLICAS_MAX 1000000
+
+/* Snapshot times are wall-clock ms; the loop's are monotonic ns. offset is
+ * wall - mono at one moment. A time in the future (the wall clock went back)
+ * becomes now. */
+static bl_time_ns saved_time(json_int_t wall_ms, int64_t offset, bl_time_ns now)
+{
+	bl_time_ns t = (bl_time_ns)(wall_ms * BL_NS_PER_MS - offset);
+
+	return t > now ? now : t;
+}
+
+static int parse_pairs(json_t *arr, const char *what, bool events, struct saved *s, int64_t offset,
+		       bl_time_ns now, char *err, size_t errcap)
+{
+	size_t i, n = json_array_size(arr);
+	json_t *v;
+
+	if (!json_is_array(arr) || n > BL_PLANNER_HISTORY_MAX) {
+		snprintf(err, errcap, "%s: expected an array of at most %d [at_ms, n] pairs", what,
+			 BL_PLANNER_HISTORY_MAX);
+		return BL_ECORRUPT;
+	}
+	json_array_foreach(arr, i, v) {
+		json_int_t at, k;
+
+		if (json_unpack(v, "[II!]", &at, &k) != 0 || at < 0 || at > INT64_MAX / BL_NS_PER_MS ||
+		    (events ? k == 0 || k < -SAVED_REPLICAS_MAX || k > SAVED_REPLICAS_MAX
+			    : k < 0 || k > SAVED_REPLICAS_MAX)) {
+			snprintf(err, errcap, "%s[%zu]: expected [at_ms, %s]", what, i,
+				 events ? "a non-zero change" : "replicas >= 0");
+			return BL_ECORRUPT;
+		}
+		if (events)
+			s->hist.events[i] = (struct bl_planner_event){saved_time(at, offset, now),
+								      (int32_t)k};
+		else
+			s->hist.recommendations[i] = (struct bl_planner_recommendation){
+				saved_time(at, offset, now), (int32_t)k};
+	}
+	if (events)
+		s->hist.event_count = n;
+	else
+		s->hist.recommendation_count = n;
+	return 0;
+}
+
+/* Reads a saved state into *s. Returns 0 or BL_ECORRUPT with a reason. */
+static int parse_saved(json_t *st, struct saved *s, char *err, size_t errcap)
+{
+	bl_time_ns now = bl_mono_now();
+	int64_t offset = bl_wall_ns() - now;
+	json_t *recs, *evs;
+	json_int_t applied, since, max_panic;
+	int active;
+	int rc;
+
+	memset(s, 0, sizeof *s);
+	if (json_unpack(st, "{s:I,s:o,s:o,s:{s:b,s:I,s:I!}!}", "applied", &applied,
+			"recommendations", &recs, "events", &evs, "panic", "active", &active,
+			"since_ms", &since, "max_replicas", &max_panic) != 0 ||
+	    applied < 0 || applied > SAVED_REPLICAS_MAX || since < 0 ||
+	    since > INT64_MAX / BL_NS_PER_MS || max_panic < 0 || max_panic > SAVED_REPLICAS_MAX) {
+		snprintf(err, errcap,
+			 "expected {\"applied\":N,\"recommendations\":[...],\"events\":[...],"
+			 "\"panic\":{\"active\":BOOL,\"since_ms\":N,\"max_replicas\":N}}");
+		return BL_ECORRUPT;
+	}
+	rc = parse_pairs(recs, "recommendations", false, s, offset, now, err, errcap);
+	if (rc == 0)
+		rc = parse_pairs(evs, "events", true, s, offset, now, err, errcap);
+	if (rc != 0)
+		return rc;
+	s->panic.panicking = active;
+	s->panic.panic_time_ns = since ? saved_time(since, offset, now) : 0;
+	s->panic.max_panic_pods = (int32_t)max_panic;
+	s->applied = (int32_t)applied;
+	return 0;
+}
+
+int bl_autoscaler_check_saved(json_t *state, char *err, size_t errcap)
+{
+	struct saved *s = malloc(sizeof *s);
+	int rc;
+
+	if (!s) {
+		snprintf(err, errcap, "out of memory");
+		return BL_ENOMEM;
+	}
+	rc = parse_saved(state, s, err, errcap);
+	free(s);
+	return rc;
+}
+
+static json_int_t wall_ms_of(bl_time_ns t, int64_t offset)
+{
+	return (json_int_t)((t + offset) / BL_NS_PER_MS);
+}
+
+json_t *bl_autoscaler_save(struct bl_autoscaler *as)
+{
+	int64_t offset = bl_wall_ns() - bl_mono_now();
+	json_t *recs, *evs;
+
+	if (!as || (as->k8s && !as->k8s_known))
+		return NULL; /* nothing known yet: keep what the file has */
+	recs = json_array();
+	evs = json_array();
+	for (size_t i = 0; i < as->hist.recommendation_count; i++)
+		json_array_append_new(recs, json_pack("[I,i]",
+						      wall_ms_of(as->hist.recommendations[i].at_ns, offset),
+						      as->hist.recommendations[i].replicas));
+	for (size_t i = 0; i < as->hist.event_count; i++)
+		json_array_append_new(evs, json_pack("[I,i]", wall_ms_of(as->hist.events[i].at_ns, offset),
+						     as->hist.events[i].change));
+	return json_pack("{s:i,s:o,s:o,s:{s:b,s:I,s:i}}", "applied", as->applied, "recommendations",
+			 recs, "events", evs, "panic", "active", as->panic.panicking, "since_ms",
+			 as->panic.panic_time_ns ? wall_ms_of(as->panic.panic_time_ns, offset)
+						 : (json_int_t)0,
+			 "max_replicas", as->panic.max_panic_pods);
+}
+
+/* Takes a saved state over at start. The count is kept within the config's
+ * bounds (they may have changed); with the kubernetes actuator the object's
+ * own count wins, only the history is taken. */
+static void restore_saved(struct bl_autoscaler *as, json_t *state)
+{
+	struct saved *s = malloc(sizeof *s);
+	char err[256], q[300];
+
+	if (!s || parse_saved(state, s, err, sizeof err) != 0) {
+		/* bl_autoscaler_check_saved accepted it at restore: only memory. */
+		bl_log(BL_LOG_WARN, "autoscaler state not restored", "error=%s",
+		       bl_log_quote(q, sizeof q, s ? err : "out of memory"));
+		free(s);
+		return;
+	}
+	as->hist = s->hist;
+	as->panic = s->panic;
+	if (!as->k8s) {
+		int32_t n = s->applied;
+
+		if (n < (int32_t)as->cfg.min_replicas)
+			n = (int32_t)as->cfg.min_replicas;
+		if (n > (int32_t)as->cfg.max_replicas)
+			n = (int32_t)as->cfg.max_replicas;
+		as->applied = as->current = as->desired = n;
+	}
+	bl_log(BL_LOG_INFO, "autoscaler state restored",
+	       "replicas=%d saved_replicas=%d recommendations=%zu events=%zu panic=%s",
+	       as->applied, s->applied, s->hist.recommendation_count, s->hist.event_count,
+	       s->panic.panicking ? "true" : "false");
+	free(s);
+}
+
 int bl_autoscaler_create(uv_loop_t *loop, const struct bl_config *cfg, const char *ballast_url,
-			 struct bl_budgets *budgets, struct bl_autoscaler **out, char *err,
-			 size_t errcap)
+			 struct bl_budgets *budgets, json_t *saved, struct bl_autoscaler **out,
+			 char *err, size_t errcap)
 {
 	const struct bl_cfg_autoscaler *a = &cfg->autoscaler;
 	struct bl_autoscaler *as;
@@ -770,6 +937,8 @@ int bl_autoscaler_create(uv_loop_t *loop, const struct bl_config *cfg, const cha
 		bl_autoscaler_destroy(as);
 		return rc;
 	}
+	if (saved)
+		restore_saved(as, saved);
 	/* As Kubernetes does when it first sees a pool: the count it starts at
 	 * is the first recommendation, so nothing scales down on the first pass. */
 	if (as->k8s) {

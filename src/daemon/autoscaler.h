@@ -25,10 +25,22 @@ struct bl_autoscaler;
 
 /* Starts the loop for cfg->autoscaler (nothing when the section is absent:
  * *out is NULL and 0 is returned). ballast_url is what supervised workers
- * get as BALLAST_URL. Returns 0, or BL_EINVAL / BL_ENOMEM with a reason. */
+ * get as BALLAST_URL. saved (borrowed, may be NULL) is the state a snapshot
+ * kept, accepted by bl_autoscaler_check_saved: the history, the burst state
+ * and the count carried out, which the loop starts from. Returns 0, or
+ * BL_EINVAL / BL_ENOMEM with a reason. */
 int bl_autoscaler_create(uv_loop_t *loop, const struct bl_config *cfg, const char *ballast_url,
-			 struct bl_budgets *budgets, struct bl_autoscaler **out, char *err,
-			 size_t errcap);
+			 struct bl_budgets *budgets, json_t *saved, struct bl_autoscaler **out,
+			 char *err, size_t errcap);
+
+/* The snapshot's "autoscaler" component: bl_autoscaler_save returns the
+ * state to keep (NULL for a NULL as, or before the kubernetes actuator has
+ * read the count); bl_autoscaler_check_saved returns 0 when state can be
+ * restored, else BL_ECORRUPT (or BL_ENOMEM) with a reason. The autoscaler
+ * starts after the snapshot is read, so the daemon keeps the accepted state
+ * and passes it to bl_autoscaler_create. */
+json_t *bl_autoscaler_save(struct bl_autoscaler *as);
+int bl_autoscaler_check_saved(json_t *state, char *err, size_t errcap);
 
 /* Checks that cfg's autoscaler can be applied. Returns 0 or BL_EINVAL. */
 int bl_autoscaler_check(const struct bl_config *cfg, char *err, size_t errcap);

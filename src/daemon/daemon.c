@@ -160,6 +160,32 @@ static int daemon_restore(void *ctx, json_t *state, char *err, size_t errcap)
 	return 0;
 }
 
+/* The autoscaler starts after the snapshot is read (it needs the listening
+ * address): its state is checked now and handed over at its creation. Until
+ * then, and when the config has no autoscaler, a save keeps it as read. */
+static json_t *autoscaler_save(void *ctx)
+{
+	struct bl_daemon *d = ctx;
+
+	if (d->autoscaler)
+		return bl_autoscaler_save(d->autoscaler);
+	return d->autoscaler_saved && d->cfg->autoscaler.configured
+		       ? json_incref(d->autoscaler_saved)
+		       : NULL;
+}
+
+static int autoscaler_restore(void *ctx, json_t *state, char *err, size_t errcap)
+{
+	struct bl_daemon *d = ctx;
+	int rc = bl_autoscaler_check_saved(state, err, errcap);
+
+	if (rc == 0) {
+		json_decref(d->autoscaler_saved);
+		d->autoscaler_saved = json_incref(state);
+	}
+	return rc;
+}
+
 static void snapshot_write_work(uv_work_t *w)
 {
 	struct snapshot_work *sw = w->data;
@@ -619,7 +645,8 @@ int bl_daemon_run(const struct bl_daemon_options *opts)
 	    bl_snapshot_register(d->snap, "daemon", daemon_save, daemon_restore, d) != 0 ||
 	    bl_snapshot_register(d->snap, "pools", bl_pools_save, bl_pools_restore, d->pools) != 0 ||
 	    bl_snapshot_register(d->snap, "budgets", bl_budgets_save, bl_budgets_restore,
-				 d->budgets) != 0)
+				 d->budgets) != 0 ||
+	    bl_snapshot_register(d->snap, "autoscaler", autoscaler_save, autoscaler_restore, d) != 0)
 		goto out_loop;
 	rc = bl_snapshot_restore(d->snap, bl_daemon_wall_ms(), &d->restore);
 	if (rc != 0) {
@@ -656,8 +683,8 @@ int bl_daemon_run(const struct bl_daemon_options *opts)
 		char url[128];
 
 		snprintf(url, sizeof url, "http://%s", bl_http_server_address(d->http));
-		if (bl_autoscaler_create(d->loop, d->cfg, url, d->budgets, &d->autoscaler, err,
-					 sizeof err) != 0) {
+		if (bl_autoscaler_create(d->loop, d->cfg, url, d->budgets, d->autoscaler_saved,
+					 &d->autoscaler, err, sizeof err) != 0) {
 			bl_log(BL_LOG_ERROR, "cannot start", "error=%s",
 			       bl_log_quote(q, sizeof q, err));
 			goto out_loop;
@@ -697,6 +724,7 @@ out:
 	bl_pools_destroy(d->pools);
 	bl_metrics_destroy(d->metrics);
 	bl_snapshot_destroy(d->snap);
+	json_decref(d->autoscaler_saved);
 	bl_config_destroy(d->cfg);
 	free(d->auth_token);
 	free(d->config_path);

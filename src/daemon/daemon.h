@@ -40,6 +40,7 @@ struct bl_daemon {
 	struct bl_budgets *budgets;       /* rate budgets, memory, leases, waiters */
 	struct bl_pools *pools;           /* backend pools: breakers and balancers */
 	struct bl_autoscaler *autoscaler; /* NULL without an autoscaler section */
+	json_t *autoscaler_saved;         /* its state as the snapshot had it, or NULL */
 	struct bl_dmem mem;               /* ballast's own memory: limits.daemon_memory */
 	uv_signal_t sig_term, sig_int, sig_hup;
 	uv_timer_t snapshot_timer;        /* periodic snapshot */

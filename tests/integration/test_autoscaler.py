@@ -232,6 +232,67 @@ autoscaler:
             self.assertEqual(d.stop(), 0)
 
 
+class Restart(unittest.TestCase):
+    """A restart keeps the count and the history: the pool neither drops to
+    min_replicas nor scales down before its stabilization window has run."""
+
+    def test_restart_keeps_count_and_history(self):
+        tmp = tempfile.mkdtemp(prefix="ballast-restart-")
+        out = os.path.join(tmp, "counts")
+        hook = os.path.join(tmp, "hook.sh")
+        with open(hook, "w") as f:
+            f.write("#!/bin/sh\necho \"$1\" >> %s\n" % out)
+        os.chmod(hook, 0o755)
+        cfg = """
+state_dir: {state_dir}
+autoscaler:
+  min_replicas: 3
+  max_replicas: 10
+  interval: 1s
+  targets: {queue_per_replica: 2}
+  stabilization: {down: 60s}
+  actuator: {kind: exec, command: ["%s"]}
+""" % hook
+        d = Daemon(cfg).start()
+        try:
+            wait_for(self, lambda: os.path.exists(out), what="the first hook run")
+            d.request("POST", "/v1/workers/a/heartbeat", body={"queue": 14})
+            wait_for(self, lambda: "7" in open(out).read().split(), what="the hook run with 7")
+            self.assertEqual(d.stop(), 0)
+            with open(os.path.join(d.state_dir, "state.json")) as f:
+                saved = json.load(f)["components"]["autoscaler"]
+            self.assertEqual(saved["applied"], 7)
+            self.assertIn(7, [r[1] for r in saved["recommendations"]])
+            self.assertEqual(len(saved["events"]), 1)  # 3 -> 7
+            os.unlink(out)
+            d.start()
+            d.wait_log(r'msg="autoscaler state restored" replicas=7 saved_replicas=7')
+            wait_for(self, lambda: os.path.exists(out), what="the hook after the restart")
+            self.assertEqual(open(out).read().split()[0], "7")  # not min_replicas
+            # No worker reports now, so the metrics ask for less, but the
+            # restored 60 s window still holds 7.
+            time.sleep(2.5)
+            doc = autoscale(d)
+            self.assertEqual(doc["desired_replicas"], 7)
+            self.assertEqual(set(open(out).read().split()), {"7"})
+            self.assertEqual(d.stop(), 0)
+            # A state that does not parse is refused: the loop starts clean.
+            path = os.path.join(d.state_dir, "state.json")
+            with open(path) as f:
+                doc = json.load(f)
+            doc["components"]["autoscaler"]["recommendations"] = [[1, "x"]]
+            with open(path, "w") as f:
+                json.dump(doc, f)
+            os.unlink(out)
+            d.start()
+            d.wait_log(r'msg="snapshot component not restored, starting it clean" '
+                       r'component=autoscaler .*recommendations\[0\]')
+            wait_for(self, lambda: os.path.exists(out), what="the hook after a clean start")
+            self.assertEqual(open(out).read().split()[0], "3")
+        finally:
+            d.stop()
+
+
 class FakeKubernetes:
     """The scale subresource of one Deployment, as the API server serves it."""
 
