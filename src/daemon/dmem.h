@@ -2,7 +2,8 @@
  *
  * limits.daemon_memory is a hard cap on what ballast holds in its pools:
  * connections, request buffers (per-connection arenas), unsent responses,
- * input stashed behind a pipelined request, leases and waiters. Each of those
+ * input stashed behind a pipelined request, leases and waiters, the bodies of
+ * backend metrics scrapes. Each of those
  * allocates through this account (directly, or through its allocator hook
  * given to a slab or an arena), and the account refuses any allocation that
  * would take it past the cap. So ballast answers 503 instead of growing.

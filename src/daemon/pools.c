@@ -240,8 +240,12 @@ static int backend_scrape(struct bl_pools *ps, struct bl_pool_backend *be)
 	snprintf(be->load_error, sizeof be->load_error, "not scraped yet");
 	if (!be->metrics_url)
 		return 0;
-	return bl_scraper_create(ps->loop, be->metrics_url, interval, timeout, on_scrape, be,
-				 &be->scraper);
+	if (bl_scraper_create(ps->loop, be->metrics_url, interval, timeout, on_scrape, be,
+			      &be->scraper) != 0)
+		return -1;
+	/* The answer's body counts against limits.daemon_memory. */
+	bl_scraper_set_memory(be->scraper, ps->dmem ? &ps->dmem->hook : NULL);
+	return 0;
 }
 
 static struct bl_pool_backend *backend_new(struct bl_pools *ps, struct bl_pool *p,

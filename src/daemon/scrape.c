@@ -82,7 +82,8 @@ struct bl_scraper {
 	int status;                   /* HTTP status, 0 before one is read */
 	bool complete;                /* a whole final answer was parsed */
 	bool got_bytes;               /* any byte arrived */
-	char *body;                   /* malloc'd, NUL-terminated */
+	struct bl_alloc_hook mem;     /* where the body comes from */
+	char *body;                   /* from mem, NUL-terminated */
 	size_t body_len;              /* bytes used */
 	size_t body_cap;              /* bytes allocated */
 	bool last_was_value;          /* header callbacks: the last piece was a value */
@@ -375,13 +376,39 @@ static void failf(struct bl_scraper *s, bool timed_out, const char *fmt, ...)
 	deliver(s, false, timed_out);
 }
 
+static void body_free(struct bl_scraper *s)
+{
+	if (s->body)
+		s->mem.free_fn(s->mem.ctx, s->body, s->body_cap);
+	s->body = NULL;
+	s->body_len = s->body_cap = 0;
+}
+
+/* Makes the body buffer hold cap bytes, keeping what it has. Returns false
+ * (the buffer unchanged) when the memory hook refuses. */
+static bool body_reserve(struct bl_scraper *s, size_t cap)
+{
+	char *b = s->mem.malloc_fn(s->mem.ctx, cap);
+
+	if (!b)
+		return false;
+	if (s->body_len)
+		memcpy(b, s->body, s->body_len);
+	b[s->body_len] = '\0';
+	if (s->body)
+		s->mem.free_fn(s->mem.ctx, s->body, s->body_cap);
+	s->body = b;
+	s->body_cap = cap;
+	return true;
+}
+
 static void maybe_free(struct bl_scraper *s)
 {
 	if (!s->destroyed || s->handles_open > 0 || s->gai_pending)
 		return;
 	if (s->ai_list)
 		uv_freeaddrinfo(s->ai_list);
-	free(s->body);
+	body_free(s);
 	free(s->t.host);
 	free(s->t.request);
 	free(s);
@@ -452,9 +479,7 @@ static void cleanup_scrape(struct bl_scraper *s)
 		uv_freeaddrinfo(s->ai_list);
 		s->ai_list = s->ai_next = NULL;
 	}
-	free(s->body);
-	s->body = NULL;
-	s->body_len = s->body_cap = 0;
+	body_free(s);
 }
 
 static void on_deadline(uv_timer_t *t)
@@ -560,15 +585,11 @@ static int on_headers_complete(struct bl_hp *p)
 			    (unsigned long long)bl_hp_content_length(p), BL_SCRAPE_BODY_MAX);
 	if (bl_hp_has_content_length(p)) {
 		size_t want = (size_t)bl_hp_content_length(p) + 1;
-		char *b = malloc(want);
 
-		if (!b)
-			return stop(s, "out of memory for a %zu-byte body", want - 1);
-		free(s->body);
-		s->body = b;
-		s->body_cap = want;
-		s->body_len = 0;
-		s->body[0] = '\0';
+		body_free(s);
+		if (!body_reserve(s, want))
+			return stop(s, "no memory for a %zu-byte body (limits.daemon_memory)",
+				    want - 1);
 	}
 	return 0;
 }
@@ -581,17 +602,14 @@ static int on_body(struct bl_hp *p, const char *at, size_t len)
 		return stop(s, "the body passed the cap of %zu bytes", BL_SCRAPE_BODY_MAX);
 	if (s->body_len + len + 1 > s->body_cap) {
 		size_t cap = s->body_cap ? s->body_cap : 16384;
-		char *b;
 
 		while (cap < s->body_len + len + 1)
 			cap *= 2;
 		if (cap > BL_SCRAPE_BODY_MAX + 1)
 			cap = BL_SCRAPE_BODY_MAX + 1;
-		b = realloc(s->body, cap);
-		if (!b)
-			return stop(s, "out of memory for a %zu-byte body", s->body_len + len);
-		s->body = b;
-		s->body_cap = cap;
+		if (!body_reserve(s, cap))
+			return stop(s, "no memory for a %zu-byte body (limits.daemon_memory)",
+				    s->body_len + len);
 	}
 	memcpy(s->body + s->body_len, at, len);
 	s->body_len += len;
@@ -856,6 +874,7 @@ int bl_scraper_create(uv_loop_t *loop, const char *url, int64_t interval_ns, int
 		return rc;
 	}
 	s->loop = loop;
+	s->mem = bl_alloc_malloc;
 	s->interval_ns = interval_ns;
 	s->timeout_ns = timeout_ns;
 	s->on_result = on_result;
@@ -894,6 +913,11 @@ void bl_scraper_destroy(struct bl_scraper *s)
 	uv_close((uv_handle_t *)&s->deadline, on_timer_closed);
 	close_tcp(s);
 	cancel_gai(s);
+}
+
+void bl_scraper_set_memory(struct bl_scraper *s, const struct bl_alloc_hook *mem)
+{
+	s->mem = mem ? *mem : bl_alloc_malloc;
 }
 
 void bl_scraper_stats(const struct bl_scraper *s, struct bl_scraper_stats *out)

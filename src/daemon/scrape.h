@@ -46,6 +46,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "ballast/alloc.h"
 #include "ballast/promtext.h"
 
 /* Most body bytes a scrape accepts. vLLM's page is 50-200 KiB. */
@@ -110,6 +111,13 @@ int bl_scraper_create(uv_loop_t *loop, const char *url, int64_t interval_ns, int
  * the loop thread, from on_result too. NULL is a no-op; s is invalid
  * afterwards. */
 void bl_scraper_destroy(struct bl_scraper *s);
+
+/* Where the answer's body (up to BL_SCRAPE_BODY_MAX bytes, held only while a
+ * scrape is under way) comes from: the daemon passes its memory account
+ * (limits.daemon_memory), so a refused allocation fails the scrape ("no
+ * memory for ...") instead of passing the cap. NULL: malloc. Call before the
+ * first scrape starts (right after create), or between scrapes. */
+void bl_scraper_set_memory(struct bl_scraper *s, const struct bl_alloc_hook *mem);
 
 /* Fills *out with s's counts and last outcome. */
 void bl_scraper_stats(const struct bl_scraper *s, struct bl_scraper_stats *out);

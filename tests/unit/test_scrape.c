@@ -808,6 +808,75 @@ static void test_url_check(void **state)
 	assert_int_equal(bl_scrape_url_check(NULL, NULL, 0), BL_EINVAL);
 }
 
+/* A memory account for the body: refuses past `limit` bytes held. */
+struct account {
+	size_t limit, held, most, refused;
+};
+
+static void *account_malloc(void *ctx, size_t n)
+{
+	struct account *a = ctx;
+
+	if (n > a->limit - a->held) {
+		a->refused++;
+		return NULL;
+	}
+	a->held += n;
+	if (a->held > a->most)
+		a->most = a->held;
+	return malloc(n);
+}
+
+static void account_free(void *ctx, void *p, size_t n)
+{
+	struct account *a = ctx;
+
+	assert_true(n <= a->held);
+	a->held -= n;
+	free(p);
+}
+
+/* The body comes from the daemon's account: a refusal fails the scrape
+ * (stale, never zero), and nothing stays held between scrapes. */
+static void test_body_on_the_account(void **state)
+{
+	static const struct {
+		enum mode mode;
+		size_t limit;
+		bool ok;
+	} cases[] = {
+		{M_LENGTH, 100, false},   /* the Content-Length does not fit */
+		{M_CHUNKED, 1000, false}, /* growing to the first 16 KiB does not */
+		{M_LENGTH, 1 << 20, true},
+		{M_CHUNKED, 1 << 20, true},
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct account a = {.limit = cases[i].limit};
+		struct bl_alloc_hook hook = {account_malloc, account_free, &a};
+		struct fixture f;
+
+		fixture_start(&f, cases[i].mode);
+		scrape(&f, "/metrics", 1000 * MS, 2000 * MS);
+		bl_scraper_set_memory(f.scraper, &hook);
+		run_to_end(&f);
+		assert_int_equal(f.n, 1);
+		assert_int_equal(f.r[0].ok, cases[i].ok);
+		assert_int_equal(a.held, 0);
+		if (cases[i].ok) {
+			assert_string_equal(f.r[0].body, page);
+			assert_true(f.r[0].waiting == 11.0);
+			assert_true(a.most > strlen(page));
+			assert_int_equal(a.refused, 0);
+		} else {
+			assert_non_null(strstr(f.r[0].error, "(limits.daemon_memory)"));
+			assert_int_equal(f.r[0].sum_rc, BL_EIO);
+			assert_true(f.r[0].waiting == -1);
+			assert_int_equal(a.refused, 1);
+		}
+	}
+}
+
 static void test_create_arguments(void **state)
 {
 	struct bl_scraper *s = NULL;
@@ -849,6 +918,7 @@ int main(void)
 		cmocka_unit_test(test_basic_auth),
 		cmocka_unit_test(test_url_check),
 		cmocka_unit_test(test_create_arguments),
+		cmocka_unit_test(test_body_on_the_account),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
