@@ -98,6 +98,9 @@ struct bl_autoscaler {
 	struct bl_planner_usage *cpu_use, *mem_use;
 	struct bl_supervisor_worker *ws;
 	size_t ws_cap;
+	struct bl_supervisor_identity *ids; /* snapshot scratch: the workers' identities */
+	size_t ids_cap;
+	char boot_id[40];                 /* this boot's, for the snapshot */
 	struct bl_planner_result *res;
 	struct decision decisions[DECISIONS_KEPT];
 	size_t n_decisions;               /* total made; the ring holds the last DECISIONS_KEPT */
@@ -700,7 +703,29 @@ struct saved {
 	struct bl_planner_history hist;
 	struct bl_planner_panic_state panic;
 	int32_t applied;
+	/* The local actuator's workers, so that a daemon restarted after being
+	 * killed stops those it left behind (same boot only: start times count
+	 * from boot) and numbers new ones after them. */
+	uint64_t next_worker;        /* 0: not saved */
+	char boot_id[40];
+	struct bl_supervisor_identity workers[BL_SUPERVISOR_MAX_REPLICAS];
+	size_t n_workers;
 };
+
+/* This boot's id (/proc/sys/kernel/random/boot_id), "" when unreadable. */
+static void read_boot_id(char *out, size_t cap)
+{
+	FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
+	size_t n = 0;
+
+	out[0] = '\0';
+	if (!f)
+		return;
+	if (fgets(out, (int)cap, f))
+		n = strcspn(out, "\n");
+	out[n] = '\0';
+	fclose(f);
+}
 
 #define SAVED_REPLICAS_MAX 1000000
 
@@ -749,6 +774,30 @@ static int parse_pairs(json_t *arr, const char *what, bool events, struct saved 
 	return 0;
 }
 
+static int parse_workers(json_t *arr, struct saved *s, char *err, size_t errcap)
+{
+	size_t i;
+	json_t *v;
+
+	if (!json_is_array(arr) || json_array_size(arr) > BL_SUPERVISOR_MAX_REPLICAS) {
+		snprintf(err, errcap, "workers: expected an array of at most %d [pid, start_ticks] "
+			 "pairs", BL_SUPERVISOR_MAX_REPLICAS);
+		return BL_ECORRUPT;
+	}
+	json_array_foreach(arr, i, v) {
+		json_int_t pid, start;
+
+		if (json_unpack(v, "[II!]", &pid, &start) != 0 || pid < 2 || pid > INT32_MAX ||
+		    start <= 0) {
+			snprintf(err, errcap, "workers[%zu]: expected [pid > 1, start_ticks > 0]", i);
+			return BL_ECORRUPT;
+		}
+		s->workers[i] = (struct bl_supervisor_identity){(int)pid, (uint64_t)start};
+	}
+	s->n_workers = json_array_size(arr);
+	return 0;
+}
+
 /* Reads a saved state into *s. Returns 0 or BL_ECORRUPT with a reason. */
 static int parse_saved(json_t *st, struct saved *s, char *err, size_t errcap)
 {
@@ -759,10 +808,16 @@ static int parse_saved(json_t *st, struct saved *s, char *err, size_t errcap)
 	int active;
 	int rc;
 
+	json_t *workers = NULL;
+	json_int_t next_worker = 0;
+	const char *boot = "";
+
 	memset(s, 0, sizeof *s);
-	if (json_unpack(st, "{s:I,s:o,s:o,s:{s:b,s:I,s:I!}!}", "applied", &applied,
+	if (json_unpack(st, "{s:I,s:o,s:o,s:{s:b,s:I,s:I!},s?o,s?I,s?s!}", "applied", &applied,
 			"recommendations", &recs, "events", &evs, "panic", "active", &active,
-			"since_ms", &since, "max_replicas", &max_panic) != 0 ||
+			"since_ms", &since, "max_replicas", &max_panic, "workers", &workers,
+			"next_worker", &next_worker, "boot_id", &boot) != 0 ||
+	    next_worker < 0 || strlen(boot) >= sizeof s->boot_id ||
 	    applied < 0 || applied > SAVED_REPLICAS_MAX || since < 0 ||
 	    since > INT64_MAX / BL_NS_PER_MS || max_panic < 0 || max_panic > SAVED_REPLICAS_MAX) {
 		snprintf(err, errcap,
@@ -773,8 +828,12 @@ static int parse_saved(json_t *st, struct saved *s, char *err, size_t errcap)
 	rc = parse_pairs(recs, "recommendations", false, s, offset, now, err, errcap);
 	if (rc == 0)
 		rc = parse_pairs(evs, "events", true, s, offset, now, err, errcap);
+	if (rc == 0 && workers)
+		rc = parse_workers(workers, s, err, errcap);
 	if (rc != 0)
 		return rc;
+	s->next_worker = (uint64_t)next_worker;
+	snprintf(s->boot_id, sizeof s->boot_id, "%s", boot);
 	s->panic.panicking = active;
 	s->panic.panic_time_ns = since ? saved_time(since, offset, now) : 0;
 	s->panic.max_panic_pods = (int32_t)max_panic;
@@ -804,7 +863,7 @@ static json_int_t wall_ms_of(bl_time_ns t, int64_t offset)
 json_t *bl_autoscaler_save(struct bl_autoscaler *as)
 {
 	int64_t offset = bl_wall_ns() - bl_mono_now();
-	json_t *recs, *evs;
+	json_t *recs, *evs, *doc;
 
 	if (!as || (as->k8s && !as->k8s_known))
 		return NULL; /* nothing known yet: keep what the file has */
@@ -817,28 +876,50 @@ json_t *bl_autoscaler_save(struct bl_autoscaler *as)
 	for (size_t i = 0; i < as->hist.event_count; i++)
 		json_array_append_new(evs, json_pack("[I,i]", wall_ms_of(as->hist.events[i].at_ns, offset),
 						     as->hist.events[i].change));
-	return json_pack("{s:i,s:o,s:o,s:{s:b,s:I,s:i}}", "applied", as->applied, "recommendations",
-			 recs, "events", evs, "panic", "active", as->panic.panicking, "since_ms",
-			 as->panic.panic_time_ns ? wall_ms_of(as->panic.panic_time_ns, offset)
-						 : (json_int_t)0,
-			 "max_replicas", as->panic.max_panic_pods);
+	doc = json_pack("{s:i,s:o,s:o,s:{s:b,s:I,s:i}}", "applied", as->applied, "recommendations",
+			recs, "events", evs, "panic", "active", as->panic.panicking, "since_ms",
+			as->panic.panic_time_ns ? wall_ms_of(as->panic.panic_time_ns, offset)
+						: (json_int_t)0,
+			"max_replicas", as->panic.max_panic_pods);
+	if (doc && as->sup) {
+		size_t n = bl_supervisor_identities(as->sup, as->ids, as->ids_cap);
+		json_t *ws = json_array();
+
+		for (size_t i = 0; i < n && i < as->ids_cap; i++)
+			json_array_append_new(ws, json_pack("[i,I]", as->ids[i].pid,
+							     (json_int_t)as->ids[i].start_ticks));
+		json_object_set_new(doc, "workers", ws);
+		json_object_set_new(doc, "next_worker",
+				    json_integer((json_int_t)bl_supervisor_next_seq(as->sup)));
+		json_object_set_new(doc, "boot_id", json_string(as->boot_id));
+	}
+	return doc;
+}
+
+/* Reads the state the snapshot kept (bl_autoscaler_check_saved accepted it
+ * at restore, so only memory can fail here). NULL: start clean. */
+static struct saved *load_saved(json_t *state)
+{
+	struct saved *s;
+	char err[256], q[300];
+
+	if (!state)
+		return NULL;
+	s = malloc(sizeof *s);
+	if (!s || parse_saved(state, s, err, sizeof err) != 0) {
+		bl_log(BL_LOG_WARN, "autoscaler state not restored", "error=%s",
+		       bl_log_quote(q, sizeof q, s ? err : "out of memory"));
+		free(s);
+		return NULL;
+	}
+	return s;
 }
 
 /* Takes a saved state over at start. The count is kept within the config's
  * bounds (they may have changed); with the kubernetes actuator the object's
  * own count wins, only the history is taken. */
-static void restore_saved(struct bl_autoscaler *as, json_t *state)
+static void restore_saved(struct bl_autoscaler *as, const struct saved *s)
 {
-	struct saved *s = malloc(sizeof *s);
-	char err[256], q[300];
-
-	if (!s || parse_saved(state, s, err, sizeof err) != 0) {
-		/* bl_autoscaler_check_saved accepted it at restore: only memory. */
-		bl_log(BL_LOG_WARN, "autoscaler state not restored", "error=%s",
-		       bl_log_quote(q, sizeof q, s ? err : "out of memory"));
-		free(s);
-		return;
-	}
 	as->hist = s->hist;
 	as->panic = s->panic;
 	if (!as->k8s) {
@@ -854,7 +935,6 @@ static void restore_saved(struct bl_autoscaler *as, json_t *state)
 	       "replicas=%d saved_replicas=%d recommendations=%zu events=%zu panic=%s",
 	       as->applied, s->applied, s->hist.recommendation_count, s->hist.event_count,
 	       s->panic.panicking ? "true" : "false");
-	free(s);
 }
 
 int bl_autoscaler_create(uv_loop_t *loop, const struct bl_config *cfg, const char *ballast_url,
@@ -863,6 +943,7 @@ int bl_autoscaler_create(uv_loop_t *loop, const struct bl_config *cfg, const cha
 {
 	const struct bl_cfg_autoscaler *a = &cfg->autoscaler;
 	struct bl_autoscaler *as;
+	struct saved *sv;
 	int rc;
 
 	*out = NULL;
@@ -879,6 +960,7 @@ int bl_autoscaler_create(uv_loop_t *loop, const struct bl_config *cfg, const cha
 	as->cap = MAX_WORKERS + 2 * (size_t)a->max_replicas;
 	as->view_index_mask = index_size(as->cap) - 1;
 	as->ws_cap = 2 * (size_t)a->max_replicas + BL_SUPERVISOR_HISTORY_MAX;
+	as->ids_cap = 2 * (size_t)a->max_replicas; /* live workers, stopping ones included */
 	if (!(as->hb = calloc(MAX_WORKERS, sizeof *as->hb)) ||
 	    !(as->views = calloc(as->cap, sizeof *as->views)) ||
 	    !(as->view_index = calloc(index_size(as->cap), sizeof *as->view_index)) ||
@@ -887,6 +969,7 @@ int bl_autoscaler_create(uv_loop_t *loop, const struct bl_config *cfg, const cha
 	    !(as->cpu_use = calloc(as->cap, sizeof *as->cpu_use)) ||
 	    !(as->mem_use = calloc(as->cap, sizeof *as->mem_use)) ||
 	    !(as->ws = calloc(as->ws_cap, sizeof *as->ws)) ||
+	    !(as->ids = calloc(as->ids_cap, sizeof *as->ids)) ||
 	    !(as->res = calloc(1, sizeof *as->res)) ||
 	    (a->budget && !(as->budget = strdup(a->budget)))) {
 		bl_autoscaler_destroy(as);
@@ -896,6 +979,8 @@ int bl_autoscaler_create(uv_loop_t *loop, const struct bl_config *cfg, const cha
 	as->loop = loop;
 	as->budgets = budgets;
 	as->actuator = a->actuator;
+	read_boot_id(as->boot_id, sizeof as->boot_id);
+	sv = load_saved(saved);
 	copy_cfg(as, a);
 	bl_planner_history_init(&as->hist);
 	bl_planner_window_init(&as->window, &as->pc.panic);
@@ -912,6 +997,14 @@ int bl_autoscaler_create(uv_loop_t *loop, const struct bl_config *cfg, const cha
 		sc.min_replicas = a->min_replicas;
 		sc.max_replicas = a->max_replicas;
 		sc.grace_ns = a->grace_ns;
+		if (sv) {
+			sc.first_seq = sv->next_worker;
+			/* Start times count from boot: another boot's are meaningless. */
+			if (as->boot_id[0] && strcmp(sv->boot_id, as->boot_id) == 0) {
+				sc.orphans = sv->workers;
+				sc.n_orphans = sv->n_workers;
+			}
+		}
 		rc = bl_supervisor_create(loop, &sc, &as->sup, err, errcap);
 	} else if (a->actuator == BL_ACTUATOR_KUBERNETES) {
 		struct bl_k8s_config kc;
@@ -934,11 +1027,13 @@ int bl_autoscaler_create(uv_loop_t *loop, const struct bl_config *cfg, const cha
 		rc = bl_exec_actuator_create(loop, &ec, &as->exec, err, errcap);
 	}
 	if (rc != 0) {
+		free(sv);
 		bl_autoscaler_destroy(as);
 		return rc;
 	}
-	if (saved)
-		restore_saved(as, saved);
+	if (sv)
+		restore_saved(as, sv);
+	free(sv);
 	/* As Kubernetes does when it first sees a pool: the count it starts at
 	 * is the first recommendation, so nothing scales down on the first pass. */
 	if (as->k8s) {
@@ -1054,6 +1149,7 @@ void bl_autoscaler_destroy(struct bl_autoscaler *as)
 	free(as->cpu_use);
 	free(as->mem_use);
 	free(as->ws);
+	free(as->ids);
 	free(as->res);
 	free(as);
 }
@@ -1136,6 +1232,18 @@ json_t *bl_autoscaler_json(struct bl_autoscaler *as)
 				  as->n_decisions ? (double)as->decide_ns_sum / 1e3 / (double)as->n_decisions
 						  : 0.0,
 				  "memory_holds", (json_int_t)as->memory_holds));
+	if (o && as->sup) {
+		struct bl_supervisor_stats ss;
+
+		bl_supervisor_stats(as->sup, &ss);
+		json_object_set_new(
+			o, "supervisor",
+			json_pack("{s:I,s:I,s:I,s:I,s:i,s:I}", "spawns", (json_int_t)ss.spawns,
+				  "spawn_failures", (json_int_t)ss.spawn_failures, "crashes",
+				  (json_int_t)ss.crashes, "kills", (json_int_t)ss.kills,
+				  "orphans_stopped", (int)ss.orphans_stopped, "next_worker",
+				  (json_int_t)bl_supervisor_next_seq(as->sup)));
+	}
 	if (o && as->k8s) {
 		struct bl_k8s_stats ks;
 

@@ -92,6 +92,7 @@ int bl_proc_stat_parse(const char *text, size_t len, struct bl_proc_stat *out)
 	for (int k = 14; k <= 17; k++)
 		if (f[k] > 0)
 			out->ticks += (uint64_t)f[k];
+	out->start_ticks = f[22] > 0 ? (uint64_t)f[22] : 0;
 	out->rss_pages = f[24] > 0 ? (uint64_t)f[24] : 0;
 	return 0;
 }
@@ -244,6 +245,16 @@ static bool read_one(const char *root, const char *name, struct bl_proc_stat *ou
 	}
 	close(fd);
 	return bl_proc_stat_parse(buf, len, out) == 0;
+}
+
+int bl_proc_stat_read(const char *proc_root, int pid, struct bl_proc_stat *out)
+{
+	char name[16];
+
+	if (pid <= 0)
+		return BL_EINVAL;
+	snprintf(name, sizeof name, "%d", pid);
+	return read_one(proc_root, name, out) ? 0 : BL_ENOENT;
 }
 
 int bl_proc_read_all(const char *proc_root, struct bl_proc_stat **out, size_t *n)

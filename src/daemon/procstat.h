@@ -27,6 +27,9 @@ struct bl_proc_stat {
 	int pgrp;           /* field 5: process group */
 	char state;         /* field 3: R, S, D, Z, ... */
 	uint64_t ticks;     /* fields 14..17: utime + stime + cutime + cstime, clock ticks */
+	uint64_t start_ticks; /* field 22: when it started, clock ticks after boot; with
+	                       * the pid, what tells a process from a later one that
+	                       * reuses its pid */
 	uint64_t rss_pages; /* field 24: resident set, pages */
 };
 
@@ -52,6 +55,11 @@ int bl_proc_stat_parse(const char *text, size_t len, struct bl_proc_stat *out);
  * and freed before returning. Returns 0, or BL_ENOMEM with usage zeroed. */
 int bl_proc_attribute(const struct bl_proc_stat *ps, size_t n, const int *leaders,
 		      size_t n_leaders, struct bl_proc_usage *usage);
+
+/* Reads <proc_root>/<pid>/stat into *out. Returns 0, BL_ENOENT when there is
+ * no such process (or its line does not parse), BL_EINVAL for pid <= 0.
+ * Blocking, but one small procfs read. */
+int bl_proc_stat_read(const char *proc_root, int pid, struct bl_proc_stat *out);
 
 /* Reads <proc_root>/<pid>/stat for every numeric entry of proc_root
  * ("/proc", or a fake tree in tests). Entries that vanish or do not parse

@@ -45,6 +45,7 @@ struct worker {
 	bool proc_open;              /* proc was passed to uv_spawn and is not closed yet */
 	bool stop;                   /* asked to stop: never restarted again */
 	int pid;                     /* the running leader, 0 if none */
+	uint64_t start_ticks;        /* its start time (/proc), 0 if unknown */
 	bl_time_ns created_ns;       /* monotonic */
 	bl_time_ns started_ns;       /* monotonic, last spawn */
 	bl_time_ns until_ns;         /* restart or SIGKILL time, 0 if none */
@@ -102,6 +103,10 @@ struct bl_supervisor {
 
 	uv_timer_t sample_timer;
 	struct sample_job *job;      /* in flight, or NULL */
+	uv_timer_t orphan_timer;     /* SIGKILL for the orphans still there after grace */
+	struct bl_supervisor_identity *orphans; /* stopped at create, awaiting SIGKILL */
+	size_t n_orphans;
+	uint32_t orphans_stopped;
 	long clk_tck;
 	long page_size;
 
@@ -413,6 +418,12 @@ static void spawn_worker(struct worker *w)
 	sup->spawns++;
 	w->spawn_error = 0;
 	w->pid = w->proc.pid;
+	{
+		struct bl_proc_stat st;
+
+		w->start_ticks = bl_proc_stat_read(sup->proc_root, w->pid, &st) == 0 ? st.start_ticks
+										     : 0;
+	}
 	w->base_pid = w->pid;
 	w->base_ticks = 0;
 	w->base_ns = w->started_ns;
@@ -609,6 +620,72 @@ static void on_sample_timer_closed(uv_handle_t *h)
 	maybe_done(sup);
 }
 
+/* ---- workers an earlier daemon left behind --------------------------------- */
+
+/* Whether id is still that process, alive and leading its own group. */
+static bool still_orphan(const struct bl_supervisor *sup, const struct bl_supervisor_identity *id)
+{
+	struct bl_proc_stat st;
+
+	return id->pid > 1 && id->start_ticks &&
+	       bl_proc_stat_read(sup->proc_root, id->pid, &st) == 0 &&
+	       st.start_ticks == id->start_ticks && st.pgrp == id->pid && st.state != 'Z';
+}
+
+/* Sends sig to the groups of the orphans that are still theirs. */
+static void signal_orphans(struct bl_supervisor *sup, int sig)
+{
+	for (size_t i = 0; i < sup->n_orphans; i++) {
+		const struct bl_supervisor_identity *id = &sup->orphans[i];
+
+		if (!still_orphan(sup, id))
+			continue;
+		if (kill(-id->pid, sig) == 0)
+			bl_log(BL_LOG_WARN, sig == SIGKILL ? "orphaned worker killed"
+							   : "orphaned worker stopped",
+			       "pid=%d signal=%s", id->pid, sig == SIGKILL ? "KILL" : "TERM");
+		if (sig == SIGKILL)
+			sup->kills++;
+	}
+	if (sig == SIGKILL) {
+		free(sup->orphans);
+		sup->orphans = NULL;
+		sup->n_orphans = 0;
+	}
+}
+
+static void on_orphan_timer(uv_timer_t *t)
+{
+	signal_orphans(t->data, SIGKILL);
+}
+
+static void on_orphan_timer_closed(uv_handle_t *h)
+{
+	struct bl_supervisor *sup = h->data;
+
+	sup->pending_closes--;
+	maybe_done(sup);
+}
+
+/* Stops the workers a killed daemon left running (create's contract).
+ * sup->orphans has room for n. */
+static void stop_orphans(struct bl_supervisor *sup, const struct bl_supervisor_identity *ids,
+			 size_t n)
+{
+	size_t kept = 0;
+
+	for (size_t i = 0; i < n; i++)
+		if (still_orphan(sup, &ids[i]))
+			sup->orphans[kept++] = ids[i];
+	sup->n_orphans = kept;
+	sup->orphans_stopped = (uint32_t)kept;
+	if (!kept)
+		return;
+	signal_orphans(sup, sup->grace_ns > 0 ? SIGTERM : SIGKILL);
+	if (sup->n_orphans)
+		uv_timer_start(&sup->orphan_timer, on_orphan_timer, ns_to_ms_ceil(sup->grace_ns), 0);
+}
+
 int bl_supervisor_create(uv_loop_t *loop, const struct bl_supervisor_config *cfg,
 			 struct bl_supervisor **out, char *err, size_t errcap)
 {
@@ -668,8 +745,10 @@ int bl_supervisor_create(uv_loop_t *loop, const struct bl_supervisor_config *cfg
 	sup->proc_root = strdup(cfg->proc_root ? cfg->proc_root : "/proc");
 	sup->hist_cap = cfg->history;
 	sup->hist = cfg->history ? calloc(cfg->history, sizeof *sup->hist) : NULL;
+	sup->orphans = cfg->n_orphans && cfg->orphans
+			       ? calloc(cfg->n_orphans, sizeof *sup->orphans) : NULL;
 	if (!sup->argv || (cfg->cwd && !sup->cwd) || !sup->proc_root ||
-	    (cfg->history && !sup->hist))
+	    (cfg->history && !sup->hist) || (cfg->n_orphans && cfg->orphans && !sup->orphans))
 		goto out_nomem;
 
 	sup->min_replicas = cfg->min_replicas;
@@ -682,7 +761,7 @@ int bl_supervisor_create(uv_loop_t *loop, const struct bl_supervisor_config *cfg
 	sup->sample_interval_ns = cfg->sample_interval_ns;
 	sup->on_event = cfg->on_event;
 	sup->ctx = cfg->ctx;
-	sup->next_seq = 1;
+	sup->next_seq = cfg->first_seq ? cfg->first_seq : 1;
 	sup->clk_tck = sysconf(_SC_CLK_TCK);
 	sup->page_size = sysconf(_SC_PAGESIZE);
 	if (sup->clk_tck <= 0)
@@ -699,12 +778,16 @@ int bl_supervisor_create(uv_loop_t *loop, const struct bl_supervisor_config *cfg
 	}
 	/* sampling alone must not keep the loop running */
 	uv_unref((uv_handle_t *)&sup->sample_timer);
+	uv_timer_init(loop, &sup->orphan_timer);
+	sup->orphan_timer.data = sup;
+	stop_orphans(sup, cfg->orphans, cfg->n_orphans);
 	*out = sup;
 	return 0;
 
 out_nomem:
 	rc = bl_errorf(err, errcap, BL_ENOMEM, "out of memory");
 out_free_sup:
+	free(sup->orphans);
 	free(sup->hist);
 	free(sup->proc_root);
 	free(sup->cwd);
@@ -712,6 +795,26 @@ out_free_sup:
 	bl_strv_free(sup->envp);
 	free(sup);
 	return rc;
+}
+
+size_t bl_supervisor_identities(const struct bl_supervisor *sup,
+				struct bl_supervisor_identity *out, size_t cap)
+{
+	size_t n = 0;
+
+	for (const struct worker *w = sup->head; w; w = w->next) {
+		if (!w->pid || !w->start_ticks)
+			continue;
+		if (n < cap)
+			out[n] = (struct bl_supervisor_identity){w->pid, w->start_ticks};
+		n++;
+	}
+	return n;
+}
+
+uint64_t bl_supervisor_next_seq(const struct bl_supervisor *sup)
+{
+	return sup->next_seq;
 }
 
 /* Scale-down order: no process first (nothing to lose), then fewest leases,
@@ -825,6 +928,7 @@ void bl_supervisor_stats(const struct bl_supervisor *sup, struct bl_supervisor_s
 	out->spawn_failures = sup->spawn_failures;
 	out->crashes = sup->crashes;
 	out->kills = sup->kills;
+	out->orphans_stopped = sup->orphans_stopped;
 	out->shutting_down = sup->shutting_down;
 	for (const struct worker *w = sup->head; w; w = w->next) {
 		switch (w->state) {
@@ -890,6 +994,12 @@ void bl_supervisor_shutdown(struct bl_supervisor *sup, int64_t grace_ns,
 	uv_timer_stop(&sup->sample_timer);
 	sup->pending_closes++;
 	uv_close((uv_handle_t *)&sup->sample_timer, on_sample_timer_closed);
+	/* Orphans still inside their grace go now: the daemon is leaving. */
+	if (sup->n_orphans)
+		signal_orphans(sup, SIGKILL);
+	uv_timer_stop(&sup->orphan_timer);
+	sup->pending_closes++;
+	uv_close((uv_handle_t *)&sup->orphan_timer, on_orphan_timer_closed);
 	if (sup->job)
 		uv_cancel((uv_req_t *)&sup->job->req); /* or let it finish: sample_after copes */
 	for (w = sup->head; w; w = next) {
@@ -907,6 +1017,7 @@ void bl_supervisor_destroy(struct bl_supervisor *sup)
 		bl_log(BL_LOG_ERROR, "bl_supervisor_destroy before shutdown completed", NULL);
 		abort();
 	}
+	free(sup->orphans);
 	free(sup->hist);
 	free(sup->proc_root);
 	free(sup->cwd);

@@ -81,6 +81,14 @@ struct bl_supervisor_event {
 
 typedef void (*bl_supervisor_event_fn)(void *ctx, const struct bl_supervisor_event *ev);
 
+/* A process told apart from any later one that reuses its pid: the pid and
+ * its start time (field 22 of /proc/<pid>/stat, clock ticks after boot;
+ * meaningful only within one boot). */
+struct bl_supervisor_identity {
+	int pid;
+	uint64_t start_ticks;
+};
+
 struct bl_supervisor_config {
 	const char *const *argv;   /* the worker command, NULL-terminated; argv[0] is
 				      looked up in PATH; required */
@@ -99,6 +107,12 @@ struct bl_supervisor_config {
 	uint32_t history;          /* exited workers kept for bl_supervisor_workers,
 				      default 16, at most BL_SUPERVISOR_HISTORY_MAX */
 	const char *proc_root;     /* where to read process figures, default "/proc" */
+	uint64_t first_seq;        /* ids start at "w-<first_seq>"; 0 means 1 (a restarted
+				      daemon continues where the last one stopped) */
+	const struct bl_supervisor_identity *orphans; /* workers an earlier daemon left
+				      running (it was killed): stopped at create, see
+				      bl_supervisor_create; may be NULL */
+	size_t n_orphans;
 	bl_supervisor_event_fn on_event; /* optional, called on the loop thread; it
 				      may read stats and workers, and must not call
 				      scale, shutdown or destroy */
@@ -137,6 +151,7 @@ struct bl_supervisor_stats {
 	uint64_t spawn_failures;   /* uv_spawn errors */
 	uint64_t crashes;          /* exits nobody asked for */
 	uint64_t kills;            /* SIGKILLs at the end of a grace */
+	uint32_t orphans_stopped;  /* workers of an earlier daemon stopped at create */
 	double cpu_cores;          /* sum over live workers at their last sample */
 	uint64_t rss_bytes;        /* likewise */
 	bool shutting_down;
@@ -150,7 +165,10 @@ void bl_supervisor_config_defaults(struct bl_supervisor_config *cfg);
 
 /* Creates a supervisor on loop with a deep copy of cfg (the caller may free
  * its strings afterwards). No worker starts before the first
- * bl_supervisor_scale(). Returns 0; BL_EINVAL with a reason in err (argv or
+ * bl_supervisor_scale(). Each of cfg->orphans that is still the same process
+ * (same start time) and still leads its process group gets SIGTERM to its
+ * group now and SIGKILL after grace_ns if it is still there (checked again);
+ * a pid that now belongs to another process is left alone. Returns 0; BL_EINVAL with a reason in err (argv or
  * ballast_url missing, min > max, max out of range, a duration out of
  * 0 .. 7 days, backoff_max below backoff_base, an env entry without '=' or
  * naming BALLAST_URL / BALLAST_WORKER_ID, history too large); or BL_ENOMEM. *out is set only
@@ -178,6 +196,17 @@ void bl_supervisor_stats(const struct bl_supervisor *sup, struct bl_supervisor_s
  * there are in all (which may exceed cap). */
 size_t bl_supervisor_workers(const struct bl_supervisor *sup, struct bl_supervisor_worker *out,
 			     size_t cap);
+
+/* Copies up to cap identities of the live workers' processes into out (those
+ * with a process whose start time could be read). Returns how many there are
+ * in all. With bl_supervisor_next_seq, what a snapshot keeps so that a
+ * daemon restarted after a crash can stop the workers it left behind and go
+ * on numbering after them. */
+size_t bl_supervisor_identities(const struct bl_supervisor *sup,
+				struct bl_supervisor_identity *out, size_t cap);
+
+/* The number the next new worker's id will carry ("w-<n>"). */
+uint64_t bl_supervisor_next_seq(const struct bl_supervisor *sup);
 
 /* Looks up one live worker by id. Returns 0, or BL_ENOENT. */
 int bl_supervisor_worker(const struct bl_supervisor *sup, const char *id,

@@ -293,6 +293,68 @@ autoscaler:
             d.stop()
 
 
+def gone_or_zombie(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+class Orphans(unittest.TestCase):
+    """A daemon killed with SIGKILL leaves its workers running (each leads a
+    session of its own). The next daemon stops them before starting its own,
+    and numbers its workers after theirs, so ids never collide."""
+
+    def test_restart_after_kill_stops_the_workers_left_behind(self):
+        tmp = tempfile.mkdtemp(prefix="ballast-orphans-")
+        cfg = """
+state_dir: {state_dir}
+snapshot: {interval: 200ms}
+autoscaler:
+  min_replicas: 2
+  max_replicas: 4
+  interval: 1s
+  targets: {inflight_per_replica: 2}
+  actuator:
+    kind: local
+    command: ["python3", "%s"]
+    cwd: "%s"
+    grace: 2s
+""" % (WORKER, tmp)
+        d = Daemon(cfg).start()
+        old = []
+        try:
+            doc = wait_for(self, lambda: (lambda a: a if len(
+                [w for w in live_workers(a) if w.get("pid")]) == 2 else None)(autoscale(d)),
+                what="2 workers")
+            old = sorted((w["id"], w["pid"]) for w in live_workers(doc))
+            self.assertEqual([i for i, _ in old], ["w-1", "w-2"])
+            s, _, b = d.request("POST", "/v1/snapshot", body={})
+            self.assertEqual(s, 200, b)
+            d.kill()
+            time.sleep(0.3)
+            for _, pid in old:
+                self.assertFalse(gone_or_zombie(pid), "worker %d died with the daemon" % pid)
+            d.start()
+            for _, pid in old:
+                d.wait_log(r'msg="orphaned worker stopped" pid=%d signal=TERM' % pid)
+            wait_for(self, lambda: all(gone_or_zombie(pid) for _, pid in old),
+                     what="the old workers gone")
+            doc = wait_for(self, lambda: (lambda a: a if len(
+                [w for w in live_workers(a) if w.get("pid")]) == 2 else None)(autoscale(d)),
+                what="2 new workers")
+            self.assertEqual(sorted(w["id"] for w in live_workers(doc)), ["w-3", "w-4"])
+            self.assertEqual(doc["supervisor"]["orphans_stopped"], 2)
+        finally:
+            for _, pid in old:
+                try:
+                    os.killpg(pid, 9)
+                except OSError:
+                    pass
+            d.stop()
+
+
 class FakeKubernetes:
     """The scale subresource of one Deployment, as the API server serves it."""
 

@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -617,6 +619,93 @@ static void test_spawn_failure_backs_off(void **state)
 	fixture_cleanup(&f);
 }
 
+/* ---- supervisor: what an earlier daemon left behind ---------------------------------- */
+
+/* A process leading a group of its own, as a worker does; ignore_term makes
+ * it outlast SIGTERM. Returns its pid. */
+static pid_t start_orphan(bool ignore_term)
+{
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		setsid();
+		if (ignore_term)
+			signal(SIGTERM, SIG_IGN);
+		execlp("sleep", "sleep", "1000", (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+static struct bl_supervisor_identity identity_of(pid_t pid)
+{
+	struct bl_proc_stat st;
+
+	/* the child may not have called setsid yet: wait until it leads its group */
+	for (int i = 0; i < 1000; i++) {
+		assert_int_equal(bl_proc_stat_read("/proc", pid, &st), 0);
+		if (st.pgrp == pid)
+			break;
+		nanosleep(&(struct timespec){0, 1000000}, NULL);
+	}
+	assert_int_equal(st.pgrp, pid);
+	return (struct bl_supervisor_identity){pid, st.start_ticks};
+}
+
+static void test_orphans_stopped_and_ids_continue(void **state)
+{
+	struct fixture f;
+	struct bl_supervisor_config cfg;
+	const char *argv[] = {"sleep", "1000", NULL};
+	pid_t soft = start_orphan(false), hard = start_orphan(true), other = start_orphan(false);
+	struct bl_supervisor_identity ids[4], mine[4];
+	struct bl_supervisor_stats st;
+	struct bl_supervisor_worker w;
+	int status;
+
+	(void)state;
+	ids[0] = identity_of(soft);
+	ids[1] = identity_of(hard);
+	/* the pid of a process that is not the one the snapshot knew */
+	ids[2] = identity_of(other);
+	ids[2].start_ticks += 1;
+	ids[3] = (struct bl_supervisor_identity){0, 5}; /* nonsense is ignored */
+	fixture_init(&f);
+	config_for(&cfg, &f, argv);
+	cfg.grace_ns = 300 * MS;
+	cfg.orphans = ids;
+	cfg.n_orphans = 4;
+	cfg.first_seq = 7;
+	start(&f, &cfg);
+	bl_supervisor_stats(f.sup, &st);
+	assert_int_equal(st.orphans_stopped, 2);
+	/* SIGTERM at once: the first goes */
+	assert_int_equal(waitpid(soft, &status, 0), soft);
+	assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM);
+	/* the one ignoring it gets SIGKILL after the grace */
+	run_for(&f.loop, 150);
+	assert_int_equal(waitpid(hard, &status, WNOHANG), 0);
+	run_for(&f.loop, 400);
+	assert_int_equal(waitpid(hard, &status, 0), hard);
+	assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	/* the stranger is untouched */
+	assert_int_equal(waitpid(other, &status, WNOHANG), 0);
+	kill(other, SIGKILL);
+	assert_int_equal(waitpid(other, &status, 0), other);
+	/* new workers are numbered after the old ones, and known by pid and start */
+	assert_int_equal(bl_supervisor_next_seq(f.sup), 7);
+	assert_int_equal(bl_supervisor_scale(f.sup, 2), 0);
+	assert_int_equal(bl_supervisor_worker(f.sup, "w-7", &w), 0);
+	assert_int_equal(bl_supervisor_worker(f.sup, "w-8", &w), 0);
+	assert_int_equal(bl_supervisor_next_seq(f.sup), 9);
+	assert_int_equal(bl_supervisor_identities(f.sup, mine, 4), 2);
+	assert_int_equal(mine[1].pid, w.pid);
+	assert_int_equal(mine[1].start_ticks, identity_of(w.pid).start_ticks);
+	stop(&f, -1);
+	fixture_cleanup(&f);
+}
+
 /* ---- supervisor: stopping ----------------------------------------------------------- */
 
 /* Ignores SIGTERM, and so does everything it execs. */
@@ -861,6 +950,7 @@ static void test_proc_stat_parse(void **state)
 	assert_int_equal(ps.pgrp, 4242);
 	assert_int_equal(ps.ticks, 150 + 50 + 7 + 3);
 	assert_int_equal(ps.rss_pages, 321);
+	assert_int_equal(ps.start_ticks, 12345);
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
 		assert_int_equal(bl_proc_stat_parse(bad[i], strlen(bad[i]), &ps), BL_ESYNTAX);
 }
@@ -1220,6 +1310,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_crash_restarts_with_backoff, kill_leftovers),
 		cmocka_unit_test_teardown(test_backoff_resets_after_a_long_run, kill_leftovers),
 		cmocka_unit_test_teardown(test_spawn_failure_backs_off, kill_leftovers),
+		cmocka_unit_test_teardown(test_orphans_stopped_and_ids_continue, kill_leftovers),
 		cmocka_unit_test_teardown(test_grace_then_sigkill, kill_leftovers),
 		cmocka_unit_test_teardown(test_least_busy_stop_first, kill_leftovers),
 		cmocka_unit_test_teardown(test_waiting_to_restart_goes_first, kill_leftovers),
