@@ -9,6 +9,7 @@
 #define BALLAST_CONFIG_H
 
 #include <jansson.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -44,6 +45,10 @@ void bl_diags_print(const struct bl_diags *d, FILE *f);
  * Returns 0, or BL_ENOMEM leaving d as it was. */
 int bl_diags_add(struct bl_diags *d, const char *file, int line, int column, const char *path,
 		 const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+/* bl_diags_add with the message's arguments in a va_list. */
+int bl_diags_vadd(struct bl_diags *d, const char *file, int line, int column, const char *path,
+		  const char *fmt, va_list ap) __attribute__((format(printf, 6, 0)));
 
 /* ---- the schema ------------------------------------------------------- */
 
