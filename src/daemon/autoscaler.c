@@ -21,6 +21,10 @@
 #include "supervisor.h"
 
 #define MAX_WORKERS 4096          /* heartbeat workers tracked */
+#define HB_INDEX_SIZE (2 * MAX_WORKERS) /* their index, a power of two */
+#define HB_INDEX_MASK (HB_INDEX_SIZE - 1)
+_Static_assert((HB_INDEX_SIZE & HB_INDEX_MASK) == 0 && MAX_WORKERS < UINT16_MAX,
+	       "heartbeat index geometry");
 #define WORKER_ID_MAX 63
 #define DECISIONS_KEPT 32         /* recent decisions in GET /v1/autoscale */
 #define REASON_MAX 512
@@ -89,6 +93,9 @@ struct bl_autoscaler {
 	int32_t desired;                  /* what it asked for */
 	int32_t applied;                  /* exec/none: the count last carried out */
 	struct heartbeat *hb;             /* MAX_WORKERS */
+	uint16_t hb_index[HB_INDEX_SIZE]; /* 1 + slot of hb, by id hash; 0 empty */
+	uint16_t hb_free[MAX_WORKERS];    /* free slots of hb, a stack */
+	size_t hb_n_free;
 	/* Scratch for one decision, sized at creation (no allocation per tick). */
 	size_t cap;                       /* workers one decision can see */
 	struct pod_view *views;
@@ -141,24 +148,37 @@ int bl_autoscaler_check(const struct bl_config *cfg, char *err, size_t errcap)
 
 /* ---- heartbeats --------------------------------------------------------------- */
 
+static uint64_t id_hash(const char *id)
+{
+	uint64_t h = UINT64_C(1469598103934665603); /* FNV-1a */
+
+	for (; *id; id++)
+		h = (h ^ (unsigned char)*id) * UINT64_C(1099511628211);
+	return h;
+}
+
+/* Heartbeat workers are found through an open-addressing index over their
+ * ids (1 + slot, 0 empty; never more than half full), so a heartbeat costs
+ * O(1) however many workers report; free slots are a stack. Slots are only
+ * ever freed by hb_expire, which rebuilds the index. */
 static struct heartbeat *hb_find(struct bl_autoscaler *as, const char *id, bool create)
 {
-	struct heartbeat *free_slot = NULL;
+	size_t i = (size_t)id_hash(id) & HB_INDEX_MASK;
+	struct heartbeat *h;
+	uint16_t slot;
 
-	for (size_t i = 0; i < MAX_WORKERS; i++) {
-		struct heartbeat *h = &as->hb[i];
-
-		if (h->used && strcmp(h->id, id) == 0)
-			return h;
-		if (!h->used && !free_slot)
-			free_slot = h;
-	}
-	if (!create || !free_slot)
+	for (; as->hb_index[i]; i = (i + 1) & HB_INDEX_MASK)
+		if (strcmp(as->hb[as->hb_index[i] - 1].id, id) == 0)
+			return &as->hb[as->hb_index[i] - 1];
+	if (!create || as->hb_n_free == 0)
 		return NULL;
-	memset(free_slot, 0, sizeof *free_slot);
-	snprintf(free_slot->id, sizeof free_slot->id, "%s", id);
-	free_slot->used = true;
-	return free_slot;
+	slot = as->hb_free[--as->hb_n_free];
+	as->hb_index[i] = (uint16_t)(slot + 1);
+	h = &as->hb[slot];
+	memset(h, 0, sizeof *h);
+	snprintf(h->id, sizeof h->id, "%s", id);
+	h->used = true;
+	return h;
 }
 
 static bool hb_fresh(const struct bl_autoscaler *as, const struct heartbeat *h, bl_time_ns now)
@@ -169,9 +189,36 @@ static bool hb_fresh(const struct bl_autoscaler *as, const struct heartbeat *h, 
 /* Forgets workers silent for ten intervals: they are gone. */
 static void hb_expire(struct bl_autoscaler *as, bl_time_ns now)
 {
+	bool gone = false;
+
 	for (size_t i = 0; i < MAX_WORKERS; i++)
-		if (as->hb[i].used && now - as->hb[i].at_ns > 10 * as->cfg.interval_ns)
+		if (as->hb[i].used && now - as->hb[i].at_ns > 10 * as->cfg.interval_ns) {
 			as->hb[i].used = false;
+			as->hb_free[as->hb_n_free++] = (uint16_t)i;
+			gone = true;
+		}
+	if (!gone)
+		return;
+	memset(as->hb_index, 0, sizeof as->hb_index);
+	for (size_t k = 0; k < MAX_WORKERS; k++) {
+		size_t i;
+
+		if (!as->hb[k].used)
+			continue;
+		for (i = (size_t)id_hash(as->hb[k].id) & HB_INDEX_MASK; as->hb_index[i];
+		     i = (i + 1) & HB_INDEX_MASK)
+			;
+		as->hb_index[i] = (uint16_t)(k + 1);
+	}
+}
+
+/* Every slot free, the index empty. */
+static void hb_init(struct bl_autoscaler *as)
+{
+	memset(as->hb_index, 0, sizeof as->hb_index);
+	as->hb_n_free = 0;
+	for (size_t i = MAX_WORKERS; i-- > 0;)
+		as->hb_free[as->hb_n_free++] = (uint16_t)i;
 }
 
 static int get_number(const struct bl_json_fields *f, const char *key, double max, double *out,
@@ -261,15 +308,6 @@ struct gather {
 	double queue;
 	bool has_queue;
 };
-
-static uint64_t id_hash(const char *id)
-{
-	uint64_t h = UINT64_C(1469598103934665603); /* FNV-1a */
-
-	for (; *id; id++)
-		h = (h ^ (unsigned char)*id) * UINT64_C(1099511628211);
-	return h;
-}
 
 /* The view of worker id (found in the index, O(1)), or a new one; NULL when
  * the decision already sees as many workers as it can hold. */
@@ -979,6 +1017,7 @@ int bl_autoscaler_create(uv_loop_t *loop, const struct bl_config *cfg, const cha
 	as->loop = loop;
 	as->budgets = budgets;
 	as->actuator = a->actuator;
+	hb_init(as);
 	read_boot_id(as->boot_id, sizeof as->boot_id);
 	sv = load_saved(saved);
 	copy_cfg(as, a);

@@ -175,6 +175,52 @@ autoscaler:
         self.assertEqual(autoscale(self.d)["workers"], [])
 
 
+class ManyWorkers(unittest.TestCase):
+    """4096 reporting workers fill the table; the next is refused until silent
+    ones are forgotten (ten intervals), then its slot is reused."""
+
+    def test_heartbeat_table_fills_and_frees(self):
+        import http.client
+        d = Daemon("""
+state_dir: {state_dir}
+autoscaler:
+  min_replicas: 1
+  max_replicas: 100
+  interval: 1s
+  targets: {inflight_per_replica: 4}
+""").start()
+        try:
+            c = http.client.HTTPConnection(d.host, d.port, timeout=10)
+            for i in range(4096):
+                c.request("POST", "/v1/workers/bulk-%d/heartbeat" % i, body='{"inflight":1}',
+                          headers={"Content-Type": "application/json"})
+                r = c.getresponse()
+                r.read()
+                self.assertEqual(r.status, 200, i)
+            # Known workers still report; a new one does not fit.
+            c.request("POST", "/v1/workers/bulk-17/heartbeat", body='{"inflight":2}',
+                      headers={"Content-Type": "application/json"})
+            r = c.getresponse()
+            self.assertEqual(r.status, 200, r.read())
+            c.request("POST", "/v1/workers/late/heartbeat", body="{}",
+                      headers={"Content-Type": "application/json"})
+            r = c.getresponse()
+            body = json.loads(r.read())
+            self.assertEqual((r.status, body["error"]["code"]), (503, "overloaded"))
+            c.close()
+            doc = autoscale(d)
+            self.assertEqual(len([w for w in doc["workers"] if w.get("source") == "heartbeat"]),
+                             4096)
+            # Silent for ten intervals: forgotten, and the late one gets a slot.
+            time.sleep(11.5)
+            s, _, b = d.request("POST", "/v1/workers/late/heartbeat", body={"inflight": 3})
+            self.assertEqual(s, 200, b)
+            ids = [w["id"] for w in autoscale(d)["workers"] if w.get("source") == "heartbeat"]
+            self.assertEqual(ids, ["late"])
+        finally:
+            d.stop()
+
+
 class MemoryPressure(unittest.TestCase):
     def test_critical_memory_holds_scale_up(self):
         d = Daemon("""
