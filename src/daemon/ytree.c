@@ -180,6 +180,7 @@ struct builder {
 	size_t cap;                  /* allocated entries in stack */
 	int line;                    /* 1-based position of the last event with a mark ... */
 	int column;                  /* ... for events that carry none (empty values) */
+	size_t last_end;             /* byte offset where the last event's tokens end */
 	int documents;               /* documents started */
 };
 
@@ -387,9 +388,132 @@ char *bl_y_single_quoted_decode(const char *raw, size_t n, size_t *out_len)
 	return out;
 }
 
-/* Decodes the text of scalar token v into n. Single-quoted scalars are
- * decoded from the source between the token's marks: libfyaml 0.7.12's own
- * decoder (fy_token_get_text) leaks on several '' escapes. */
+/* One line of a block scalar's body, as the decoder classifies it. */
+struct bline {
+	const char *text;         /* after the indentation */
+	size_t len;               /* bytes in text, the line break not counted */
+	bool empty;               /* no content: spaces up to the indentation only */
+	bool last;                /* ends the body without a line break */
+};
+
+/* Reads the line at body[*i..n) and moves *i past its break (LF, CRLF or CR). */
+static struct bline block_line(const char *body, size_t n, size_t *i, size_t indent)
+{
+	struct bline l = {0};
+	size_t start = *i, end = start, sp = 0;
+
+	while (end < n && body[end] != '\n' && body[end] != '\r')
+		end++;
+	while (start + sp < end && body[start + sp] == ' ')
+		sp++;
+	l.last = end == n;
+	*i = end + (end + 1 < n && body[end] == '\r' && body[end + 1] == '\n' ? 2 : 1);
+	l.empty = start + sp == end && sp <= indent;
+	sp = sp < indent ? sp : indent;
+	l.text = body + start + sp;
+	l.len = end - start - sp;
+	return l;
+}
+
+char *bl_y_block_scalar_decode(const char *header, const char *body, size_t n, int parent_indent,
+			       size_t *out_len)
+{
+	bool folded = header[0] == '>', any = false, prev_spaced = false;
+	char chomp = 'c'; /* clip, '-' strip, '+' keep */
+	size_t indent = SIZE_MAX, empties = 0, o = 0, i;
+	char *out = malloc(n + 3);
+
+	if (!out)
+		return NULL;
+	for (i = 1; i < 3; i++) {
+		if (header[i] == '-' || header[i] == '+')
+			chomp = header[i];
+		else if (header[i] >= '1' && header[i] <= '9')
+			indent = (size_t)(parent_indent > 0 ? parent_indent : 0) +
+				 (size_t)(header[i] - '0');
+		else
+			break;
+	}
+	/* Auto-detected: the indentation of the first line with content. */
+	for (i = 0; indent == SIZE_MAX && i < n;) {
+		size_t start = i;
+		struct bline l = block_line(body, n, &i, SIZE_MAX - 1);
+
+		if (!l.empty)
+			indent = (size_t)(l.text - (body + start));
+	}
+	for (i = 0; i < n;) {
+		struct bline l = block_line(body, n, &i, indent);
+		bool spaced = l.len > 0 && (l.text[0] == ' ' || l.text[0] == '\t');
+
+		if (l.last && l.empty)
+			break; /* the next line's indentation, not a line of this scalar */
+		if (l.empty) {
+			empties++;
+			continue;
+		}
+		if (!any) {
+			for (; empties > 0; empties--)
+				out[o++] = '\n';
+		} else if (folded && !prev_spaced && !spaced) {
+			/* Folding: one break is a space; n empty lines are n newlines. */
+			if (empties == 0)
+				out[o++] = ' ';
+			for (; empties > 0; empties--)
+				out[o++] = '\n';
+		} else {
+			/* Literal, or next to a more-indented line: breaks are kept. */
+			out[o++] = '\n';
+			for (; empties > 0; empties--)
+				out[o++] = '\n';
+		}
+		memcpy(out + o, l.text, l.len);
+		o += l.len;
+		any = true;
+		prev_spaced = spaced;
+	}
+	if (any && chomp != '-')
+		out[o++] = '\n';
+	if (chomp == '+')
+		for (; empties > 0; empties--)
+			out[o++] = '\n';
+	out[o] = '\0';
+	*out_len = o;
+	return out;
+}
+
+static size_t token_end(struct fy_token *t)
+{
+	const struct fy_mark *m = t ? fy_token_end_mark(t) : NULL;
+
+	return m ? m->input_pos : 0;
+}
+
+/* Where the block scalar whose content starts at `from` has its indicator
+ * ('|' or '>'): the first one after the tokens before it (the key, the '-',
+ * the scalar's own tag and anchor), skipping comments; SIZE_MAX when none. */
+static size_t block_header(const struct builder *b, const struct fy_event *e, size_t from)
+{
+	size_t i = b->last_end, t;
+
+	if ((t = token_end(e->scalar.tag)) > i)
+		i = t;
+	if ((t = token_end(e->scalar.anchor)) > i)
+		i = t;
+	for (; i < from && i < b->src_len; i++) {
+		if (b->src[i] == '|' || b->src[i] == '>')
+			return i;
+		if (b->src[i] == '#')
+			while (i + 1 < from && b->src[i + 1] != '\n' && b->src[i + 1] != '\r')
+				i++;
+	}
+	return SIZE_MAX;
+}
+
+/* Decodes the text of scalar token v into n. Single-quoted and block scalars
+ * are decoded from the source between the token's marks: libfyaml 0.7.12's
+ * own decoder (fy_token_get_text) leaks on them (several '' escapes; a
+ * block scalar followed by whitespace-only lines). */
 static int scalar_text(struct builder *b, const struct fy_event *e, struct bl_ynode *n)
 {
 	struct fy_token *v = e->scalar.value;
@@ -403,6 +527,17 @@ static int scalar_text(struct builder *b, const struct fy_event *e, struct bl_yn
 		n->text = bl_y_single_quoted_decode(b->src + from->input_pos,
 						    to->input_pos - from->input_pos, &n->len);
 		return n->text ? 0 : (b->c->err = BL_ENOMEM);
+	}
+	if (marked && (style == FYSS_LITERAL || style == FYSS_FOLDED)) {
+		size_t hdr = block_header(b, e, from->input_pos);
+		int parent = b->depth ? b->stack[b->depth - 1]->column - 1 : 0;
+
+		if (hdr != SIZE_MAX) {
+			n->text = bl_y_block_scalar_decode(b->src + hdr, b->src + from->input_pos,
+							   to->input_pos - from->input_pos,
+							   parent, &n->len);
+			return n->text ? 0 : (b->c->err = BL_ENOMEM);
+		}
 	}
 	text = fy_token_get_text(v, &len);
 	if (!text || !(n->text = bl_y_copy(text, len)))
@@ -639,6 +774,7 @@ bool bl_ydoc_parse(struct bl_yctx *c, const char *text, size_t len,
 	struct fy_event *e;
 	struct builder b = {.c = c, .o = o, .doc = doc, .src = text, .src_len = len,
 			    .line = 1, .column = 1};
+	const struct fy_mark *end;
 	bool ok = false;
 
 	if (!check_text(c, text, len))
@@ -701,6 +837,9 @@ bool bl_ydoc_parse(struct bl_yctx *c, const char *text, size_t len,
 		default:
 			break;
 		}
+		end = fy_event_end_mark(e);
+		if (end && end->input_pos > b.last_end)
+			b.last_end = end->input_pos;
 		fy_parser_event_free(parser, e);
 	}
 	if (c->err)

@@ -3,8 +3,9 @@
  *
  * libfyaml's event parser turns the text into a small tree of our own in
  * which every node keeps its line, column and byte offset (libfyaml 0.7 has
- * no public way to ask a document node where it started). Single-quoted
- * scalars are decoded here, not by libfyaml, which leaks on them. Problems go to a struct bl_diags as "file:line:col: path: message",
+ * no public way to ask a document node where it started). Scalars are
+ * decoded here, not by libfyaml, where 0.7.12 leaks: single-quoted and block
+ * scalars. Problems go to a struct bl_diags as "file:line:col: path: message",
  * and the readers below say what was expected and what was found.
  * See docs/internals/yaml-tree.md.
  */
@@ -94,6 +95,16 @@ void bl_ydoc_cleanup(struct bl_ydoc *doc);
  * quotes, n bytes) as YAML 1.2 says. Returns a new NUL-terminated string
  * and its length in *out_len, or NULL when out of memory. */
 char *bl_y_single_quoted_decode(const char *raw, size_t n, size_t *out_len);
+
+/* Decodes a block scalar (YAML 1.2 §8.1). header points at its indicator,
+ * '|' or '>', followed by the chomping and indentation indicators in either
+ * order; body[0..n) is its content, from the line after the header to where
+ * the scalar ends (the trailing blank lines included). parent_indent is the
+ * indentation of the enclosing block collection (0 at the top level), which
+ * an explicit indentation indicator adds to. Returns a new NUL-terminated
+ * string and its length in *out_len, or NULL when out of memory. */
+char *bl_y_block_scalar_decode(const char *header, const char *body, size_t n, int parent_indent,
+			       size_t *out_len);
 
 /* ---- reporting -------------------------------------------------------- */
 
