@@ -170,18 +170,18 @@ static const char yaml_tag_prefix[] = "tag:yaml.org,2002:";
 
 /* State of the parse while events arrive. */
 struct builder {
-	struct bl_yctx *c;           /* where problems are reported */
+	struct bl_yctx *c;              /* where problems are reported */
 	const struct bl_yparse_opts *o; /* what the document is */
-	struct bl_ydoc *doc;         /* the tree being built */
-	const char *src;             /* the YAML text being parsed */
-	size_t src_len;              /* bytes in src */
-	struct bl_ynode **stack;     /* open collections */
-	size_t depth;                /* entries in stack */
-	size_t cap;                  /* allocated entries in stack */
-	int line;                    /* 1-based position of the last event with a mark ... */
-	int column;                  /* ... for events that carry none (empty values) */
-	size_t last_end;             /* byte offset where the last event's tokens end */
-	int documents;               /* documents started */
+	struct bl_ydoc *doc;            /* the tree being built */
+	const char *src;                /* the YAML text being parsed */
+	size_t src_len;                 /* bytes in src */
+	struct bl_ynode **stack;        /* open collections */
+	size_t depth;                   /* entries in stack */
+	size_t cap;                     /* allocated entries in stack */
+	int line;                       /* 1-based position of the last event with a mark ... */
+	int column;                     /* ... for events that carry none (empty values) */
+	size_t last_end;                /* byte offset where the last event's tokens end */
+	int documents;                  /* documents started */
 };
 
 static struct bl_ynode *node_new(struct builder *b, enum bl_ykind kind, const struct fy_mark *m)
@@ -415,17 +415,17 @@ static struct bline block_line(const char *body, size_t n, size_t *i, size_t ind
 	return l;
 }
 
-char *bl_y_block_scalar_decode(const char *header, const char *body, size_t n, int parent_indent,
-			       size_t *out_len)
+char *bl_y_block_scalar_decode(const char *header, size_t header_len, const char *body, size_t n,
+			       int parent_indent, size_t *out_len)
 {
-	bool folded = header[0] == '>', any = false, prev_spaced = false;
+	bool folded = header_len > 0 && header[0] == '>', any = false, prev_spaced = false;
 	char chomp = 'c'; /* clip, '-' strip, '+' keep */
 	size_t indent = SIZE_MAX, empties = 0, o = 0, i;
 	char *out = malloc(n + 3);
 
 	if (!out)
 		return NULL;
-	for (i = 1; i < 3; i++) {
+	for (i = 1; i < 3 && i < header_len; i++) {
 		if (header[i] == '-' || header[i] == '+')
 			chomp = header[i];
 		else if (header[i] >= '1' && header[i] <= '9')
@@ -533,7 +533,8 @@ static int scalar_text(struct builder *b, const struct fy_event *e, struct bl_yn
 		int parent = b->depth ? b->stack[b->depth - 1]->column - 1 : 0;
 
 		if (hdr != SIZE_MAX) {
-			n->text = bl_y_block_scalar_decode(b->src + hdr, b->src + from->input_pos,
+			n->text = bl_y_block_scalar_decode(b->src + hdr, from->input_pos - hdr,
+							   b->src + from->input_pos,
 							   to->input_pos - from->input_pos,
 							   parent, &n->len);
 			return n->text ? 0 : (b->c->err = BL_ENOMEM);

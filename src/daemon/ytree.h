@@ -96,15 +96,16 @@ void bl_ydoc_cleanup(struct bl_ydoc *doc);
  * and its length in *out_len, or NULL when out of memory. */
 char *bl_y_single_quoted_decode(const char *raw, size_t n, size_t *out_len);
 
-/* Decodes a block scalar (YAML 1.2 §8.1). header points at its indicator,
- * '|' or '>', followed by the chomping and indentation indicators in either
- * order; body[0..n) is its content, from the line after the header to where
- * the scalar ends (the trailing blank lines included). parent_indent is the
- * indentation of the enclosing block collection (0 at the top level), which
- * an explicit indentation indicator adds to. Returns a new NUL-terminated
- * string and its length in *out_len, or NULL when out of memory. */
-char *bl_y_block_scalar_decode(const char *header, const char *body, size_t n, int parent_indent,
-			       size_t *out_len);
+/* Decodes a block scalar (YAML 1.2 §8.1). header[0..header_len) holds its
+ * indicator, '|' or '>', then the chomping and indentation indicators in
+ * either order (what follows them is not read). body[0..n) is its content,
+ * from the line after the header to where the scalar ends (trailing blank
+ * lines included). parent_indent is the indentation of the enclosing block
+ * collection (0 at the top level), which an explicit indentation indicator
+ * adds to. Returns a new NUL-terminated string and its length in *out_len,
+ * or NULL when out of memory. */
+char *bl_y_block_scalar_decode(const char *header, size_t header_len, const char *body, size_t n,
+			       int parent_indent, size_t *out_len);
 
 /* ---- reporting -------------------------------------------------------- */
 

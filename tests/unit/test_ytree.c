@@ -124,6 +124,11 @@ static const struct block_case block_cases[] = {
 	{"a: # c\n  |1\n   y\n", "  y\n", true},
 	{"a: |-2\n    x\n", "  x", true},
 	{"a: |2+\n    x\n\n", "  x\n\n", true},
+	/* At the end of the input, right after the header (found by fuzz_config
+	 * and fuzz_scenario: the header was read past the end). */
+	{"|", "", false},
+	{"a: |", "", false},
+	{"a: >-", "", false},
 	/* Whitespace-only lines (libfyaml leaks on some of these). */
 	{"a: |\n  x\n   \n  \n", "x\n \n", false},
 	{"a: |\n  x\n     ", "x\n   \n", false},
@@ -243,8 +248,9 @@ static void test_block_scalar_decode(void **state)
 
 	for (size_t i = 0; i < NELEMS(cases); i++) {
 		size_t len = 0;
-		char *out = bl_y_block_scalar_decode(cases[i].header, cases[i].body,
-						     strlen(cases[i].body), cases[i].parent, &len);
+		char *out = bl_y_block_scalar_decode(cases[i].header, strlen(cases[i].header),
+						     cases[i].body, strlen(cases[i].body),
+						     cases[i].parent, &len);
 
 		assert_non_null(out);
 		if (strcmp(out, cases[i].want) != 0)
