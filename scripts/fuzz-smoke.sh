@@ -15,10 +15,7 @@ for bin in "$build"/tests/fuzz/fuzz_*; do
 	mkdir -p "$work/$name"
 	seeds="$top/tests/fuzz/corpus/$name"
 	echo "fuzz: $name for ${seconds}s"
-	# Full malloc stacks, so that tests/fuzz/lsan.supp can name the one
-	# library function whose leak it suppresses.
-	if ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0 \
-		LSAN_OPTIONS=suppressions="$top/tests/fuzz/lsan.supp" "$bin" -max_total_time="$seconds" -max_len=65536 \
+	if ASAN_OPTIONS=detect_leaks=1 "$bin" -max_total_time="$seconds" -max_len=65536 \
 		-artifact_prefix="$work/" "$work/$name" ${seeds:+$( [ -d "$seeds" ] && echo "$seeds")} \
 		>"$work/$name.log" 2>&1; then
 		passed=$((passed + 1))
