@@ -46,6 +46,11 @@ void bl_budgets_mark_clean(struct bl_budgets *bs);
 
 /* Snapshot callbacks (see snapshot.h); ctx is the struct bl_budgets. */
 json_t *bl_budgets_save(void *ctx);
+/* The same save split for bl_snapshot_register_split: capture copies on the
+ * loop thread, render builds the JSON on the thread pool. */
+void *bl_budgets_capture(void *ctx);
+json_t *bl_budgets_render(void *capture);
+void bl_budgets_discard(void *capture);
 int bl_budgets_restore(void *ctx, json_t *state, char *err, size_t errcap);
 
 /* HTTP handlers. */

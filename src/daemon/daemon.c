@@ -129,6 +129,7 @@ struct snapshot_work {
 	uv_work_t work;
 	struct bl_daemon *d;
 	char *dir;                          /* copy: the config may be reloaded meanwhile */
+	struct bl_snapshot_capture *cap;    /* taken on the loop, rendered by the work */
 	char *text;
 	size_t len;
 	int64_t at_ms;
@@ -170,7 +171,7 @@ static json_t *autoscaler_save(void *ctx)
 	if (d->autoscaler)
 		return bl_autoscaler_save(d->autoscaler);
 	return d->autoscaler_saved && d->cfg->autoscaler.configured
-		       ? json_incref(d->autoscaler_saved)
+		       ? json_deep_copy(d->autoscaler_saved) /* rendered off the loop: no sharing */
 		       : NULL;
 }
 
@@ -190,6 +191,13 @@ static void snapshot_write_work(uv_work_t *w)
 {
 	struct snapshot_work *sw = w->data;
 
+	/* Building and serialising the document is the slow part with many
+	 * leases: here, off the loop, from the capture. */
+	sw->rc = bl_snapshot_render(sw->cap, &sw->text, &sw->len);
+	if (sw->rc != 0) {
+		snprintf(sw->err, sizeof sw->err, "out of memory serialising the state");
+		return;
+	}
 	sw->rc = bl_snapshot_write_file(sw->dir, sw->text, sw->len, sw->err, sizeof sw->err);
 }
 
@@ -244,6 +252,7 @@ static void snapshot_write_done(uv_work_t *w, int status)
 		       bl_log_quote(q, 150, sw->dir), bl_log_quote(q + 150, 150, sw->err));
 	}
 	answer_waiters(d, sw);
+	bl_snapshot_capture_free(sw->cap); /* here, on the loop: buffers go back for reuse */
 	free(sw->dir);
 	free(sw->text);
 	free(sw);
@@ -271,7 +280,7 @@ static void snapshot_start(struct bl_daemon *d)
 	sw->d = d;
 	sw->at_ms = bl_daemon_wall_ms();
 	sw->dir = strdup(d->cfg->state_dir);
-	if (!sw->dir || bl_snapshot_collect(d->snap, sw->at_ms, &sw->text, &sw->len) != 0)
+	if (!sw->dir || bl_snapshot_capture(d->snap, sw->at_ms, &sw->cap) != 0)
 		goto oom;
 	sw->waiters = d->snapshot_waiters;
 	d->snapshot_waiters = NULL;
@@ -644,8 +653,8 @@ int bl_daemon_run(const struct bl_daemon_options *opts)
 	if (bl_snapshot_create(d->cfg->state_dir, &d->snap) != 0 ||
 	    bl_snapshot_register(d->snap, "daemon", daemon_save, daemon_restore, d) != 0 ||
 	    bl_snapshot_register(d->snap, "pools", bl_pools_save, bl_pools_restore, d->pools) != 0 ||
-	    bl_snapshot_register(d->snap, "budgets", bl_budgets_save, bl_budgets_restore,
-				 d->budgets) != 0 ||
+	    bl_snapshot_register_split(d->snap, "budgets", bl_budgets_capture, bl_budgets_render,
+				       bl_budgets_discard, bl_budgets_restore, d->budgets) != 0 ||
 	    bl_snapshot_register(d->snap, "autoscaler", autoscaler_save, autoscaler_restore, d) != 0)
 		goto out_loop;
 	rc = bl_snapshot_restore(d->snap, bl_daemon_wall_ms(), &d->restore);

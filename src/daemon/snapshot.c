@@ -48,9 +48,27 @@
 
 struct component {
 	char *name;                     /* unique key under "components" */
-	bl_snapshot_save_fn save;       /* produces the component's state */
+	bl_snapshot_save_fn save;       /* produces the component's state, or NULL: */
+	bl_snapshot_capture_fn capture; /* ... a split save */
+	bl_snapshot_render_fn render;
+	bl_snapshot_discard_fn discard;
 	bl_snapshot_restore_fn restore; /* takes it back at start */
-	void *ctx;                      /* handed to both callbacks */
+	void *ctx;                      /* handed to save, capture and restore */
+};
+
+/* One component's part of a capture: its JSON, or a capture to render. */
+struct captured {
+	char *name;
+	json_t *state;
+	void *capture;
+	bl_snapshot_render_fn render;
+	bl_snapshot_discard_fn discard;
+};
+
+struct bl_snapshot_capture {
+	int64_t wall_ms;
+	size_t n;
+	struct captured items[];
 };
 
 struct bl_snapshot {
@@ -128,13 +146,12 @@ static struct component *find_component(struct bl_snapshot *s, const char *name)
 
 /* Checks everything before changing anything, so a refused registration
  * leaves the registry as it was. */
-int bl_snapshot_register(struct bl_snapshot *s, const char *name, bl_snapshot_save_fn save,
-			 bl_snapshot_restore_fn restore, void *ctx)
+static int add_component(struct bl_snapshot *s, const char *name, const struct component *proto)
 {
 	struct component *c;
 	char *copy;
 
-	if (!s || !name || !save || !restore || !is_valid_name(name))
+	if (!s || !name || !proto->restore || !is_valid_name(name))
 		return BL_EINVAL;
 	if (find_component(s, name))
 		return BL_EEXIST;
@@ -151,11 +168,32 @@ int bl_snapshot_register(struct bl_snapshot *s, const char *name, bl_snapshot_sa
 	if (!copy)
 		return BL_ENOMEM;
 	c = &s->items[s->n++];
+	*c = *proto;
 	c->name = copy;
-	c->save = save;
-	c->restore = restore;
-	c->ctx = ctx;
 	return 0;
+}
+
+int bl_snapshot_register(struct bl_snapshot *s, const char *name, bl_snapshot_save_fn save,
+			 bl_snapshot_restore_fn restore, void *ctx)
+{
+	struct component c = {.save = save, .restore = restore, .ctx = ctx};
+
+	if (!save)
+		return BL_EINVAL;
+	return add_component(s, name, &c);
+}
+
+int bl_snapshot_register_split(struct bl_snapshot *s, const char *name,
+			       bl_snapshot_capture_fn capture, bl_snapshot_render_fn render,
+			       bl_snapshot_discard_fn discard, bl_snapshot_restore_fn restore,
+			       void *ctx)
+{
+	struct component c = {.capture = capture, .render = render, .discard = discard,
+			      .restore = restore, .ctx = ctx};
+
+	if (!capture || !render || !discard)
+		return BL_EINVAL;
+	return add_component(s, name, &c);
 }
 
 /* ---- collect ----------------------------------------------------------- */
@@ -188,10 +226,58 @@ static int outbuf_append(const char *bytes, size_t size, void *data)
 	return 0;
 }
 
-/* Runs on the loop thread: the save callbacks read live state. Everything
- * slow (the file system) is left to bl_snapshot_write_file. */
-int bl_snapshot_collect(struct bl_snapshot *s, int64_t wall_ms, char **out_text,
-			size_t *out_len)
+void bl_snapshot_capture_free(struct bl_snapshot_capture *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < c->n; i++) {
+		json_decref(c->items[i].state);
+		if (c->items[i].capture)
+			c->items[i].discard(c->items[i].capture);
+		free(c->items[i].name);
+	}
+	free(c);
+}
+
+/* Runs on the loop thread: the callbacks read live state. A plain save
+ * builds its JSON here; a split one only copies. Everything slow (building
+ * the big parts, serialising, the file system) is left to render and
+ * bl_snapshot_write_file. */
+int bl_snapshot_capture(struct bl_snapshot *s, int64_t wall_ms, struct bl_snapshot_capture **out)
+{
+	struct bl_snapshot_capture *c = calloc(1, sizeof *c + s->n * sizeof c->items[0]);
+
+	*out = NULL;
+	if (!c)
+		return BL_ENOMEM;
+	c->wall_ms = wall_ms;
+	for (size_t i = 0; i < s->n; i++) {
+		const struct component *k = &s->items[i];
+		struct captured *it = &c->items[c->n];
+
+		if (k->save) {
+			it->state = k->save(k->ctx);
+			if (!it->state)
+				continue;
+		} else {
+			it->capture = k->capture(k->ctx);
+			if (!it->capture)
+				continue;
+			it->render = k->render;
+			it->discard = k->discard;
+		}
+		c->n++;
+		it->name = strdup(k->name);
+		if (!it->name) {
+			bl_snapshot_capture_free(c);
+			return BL_ENOMEM;
+		}
+	}
+	*out = c;
+	return 0;
+}
+
+int bl_snapshot_render(struct bl_snapshot_capture *c, char **out_text, size_t *out_len)
 {
 	struct outbuf buf = {0};
 	json_t *doc, *comps;
@@ -207,18 +293,19 @@ int bl_snapshot_collect(struct bl_snapshot *s, int64_t wall_ms, char **out_text,
 	 * failure), so each line below leaks nothing whatever happens. */
 	if (json_object_set_new(doc, "format", json_string(SNAPSHOT_FORMAT)) ||
 	    json_object_set_new(doc, "version", json_integer(BL_SNAPSHOT_VERSION)) ||
-	    json_object_set_new(doc, "written_at_ms", json_integer(wall_ms)) ||
+	    json_object_set_new(doc, "written_at_ms", json_integer(c->wall_ms)) ||
 	    json_object_set_new(doc, "ballast_version", json_string(BL_VERSION)) ||
 	    json_object_set_new(doc, "components", json_object()))
 		goto put_doc;
 	comps = json_object_get(doc, "components");
+	for (size_t i = 0; i < c->n; i++) {
+		struct captured *it = &c->items[i];
+		json_t *state = it->state;
 
-	for (size_t i = 0; i < s->n; i++) {
-		json_t *state = s->items[i].save(s->items[i].ctx);
-
-		if (!state)
-			continue;
-		if (json_object_set_new(comps, s->items[i].name, state))
+		if (it->capture)
+			state = it->render(it->capture);
+		it->state = NULL; /* the document takes it */
+		if (json_object_set_new(comps, it->name, state))
 			goto put_doc;
 	}
 
@@ -238,6 +325,23 @@ free_buf:
 	free(buf.p);
 put_doc:
 	json_decref(doc);
+	return rc;
+}
+
+int bl_snapshot_collect(struct bl_snapshot *s, int64_t wall_ms, char **out_text,
+			size_t *out_len)
+{
+	struct bl_snapshot_capture *c;
+	int rc = bl_snapshot_capture(s, wall_ms, &c);
+
+	if (rc != 0) {
+		*out_text = NULL;
+		if (out_len)
+			*out_len = 0;
+		return rc;
+	}
+	rc = bl_snapshot_render(c, out_text, out_len);
+	bl_snapshot_capture_free(c);
 	return rc;
 }
 

@@ -49,9 +49,47 @@ void bl_snapshot_destroy(struct bl_snapshot *s);
 int bl_snapshot_register(struct bl_snapshot *s, const char *name, bl_snapshot_save_fn save,
 			 bl_snapshot_restore_fn restore, void *ctx);
 
-/* Calls every save callback and serialises the document, stamped with
- * wall_ms (milliseconds since the epoch). On success *out_text is a malloc'd
- * NUL-terminated string the caller frees. Returns 0 or BL_ENOMEM. */
+/* A component whose state is large (the budgets, with every live lease)
+ * splits its save in two, so that the loop thread only copies:
+ *   capture  on the loop thread: a plain copy of what to save (no JSON), or
+ *            NULL to leave the component out of this snapshot;
+ *   render   on a thread-pool thread: the JSON of a capture, built from the
+ *            copy alone (it must not touch live state), or NULL when out of
+ *            memory; the capture stays;
+ *   discard  frees a capture, rendered or not, on the thread that frees the
+ *            whole capture (the daemon: the loop thread, once the write is
+ *            done), so it may hand buffers back to the component. */
+typedef void *(*bl_snapshot_capture_fn)(void *ctx);
+typedef json_t *(*bl_snapshot_render_fn)(void *capture);
+typedef void (*bl_snapshot_discard_fn)(void *capture);
+
+/* Registers a component with a split save: as bl_snapshot_register, with
+ * capture, render and discard all required. */
+int bl_snapshot_register_split(struct bl_snapshot *s, const char *name,
+			       bl_snapshot_capture_fn capture, bl_snapshot_render_fn render,
+			       bl_snapshot_discard_fn discard, bl_snapshot_restore_fn restore,
+			       void *ctx);
+
+/* Everything a snapshot will hold, taken at one instant on the loop thread. */
+struct bl_snapshot_capture;
+
+/* Calls every component's save (or capture) on the loop thread, stamped with
+ * wall_ms (milliseconds since the epoch). Returns 0 with *out set, or
+ * BL_ENOMEM (nothing kept). The capture does not refer to s. */
+int bl_snapshot_capture(struct bl_snapshot *s, int64_t wall_ms, struct bl_snapshot_capture **out);
+
+/* Turns a capture into the document's text, on any one thread (the thread
+ * pool: this is where the time goes with many leases); render it once. On
+ * success *out_text is a malloc'd NUL-terminated string the caller frees.
+ * Returns 0 or BL_ENOMEM. The capture stays: free it afterwards. */
+int bl_snapshot_render(struct bl_snapshot_capture *c, char **out_text, size_t *out_len);
+
+/* Frees a capture, rendered or not (calling the components' discard). NULL
+ * is a no-op. */
+void bl_snapshot_capture_free(struct bl_snapshot_capture *c);
+
+/* bl_snapshot_capture, bl_snapshot_render and bl_snapshot_capture_free, in
+ * one go. */
 int bl_snapshot_collect(struct bl_snapshot *s, int64_t wall_ms, char **out_text,
 			size_t *out_len);
 

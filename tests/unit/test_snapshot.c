@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <cmocka.h>
 
@@ -961,11 +962,106 @@ static void test_allocation_failures(void **state)
 	bl_snapshot_destroy(s);
 }
 
+/* A split component: capture copies on the loop, render builds the JSON
+ * (elsewhere), discard frees every capture exactly once, rendered or not. */
+struct split {
+	json_int_t value;
+	int captures, renders, discards;
+	bool capture_null;
+};
+
+static void *split_capture(void *ctx)
+{
+	struct split *sp = ctx;
+	json_int_t *copy;
+
+	sp->captures++;
+	if (sp->capture_null)
+		return NULL;
+	copy = malloc(sizeof *copy + sizeof sp);
+	assert_non_null(copy);
+	copy[0] = sp->value;
+	memcpy(copy + 1, &sp, sizeof sp);
+	return copy;
+}
+
+static json_t *split_render(void *capture)
+{
+	json_int_t *copy = capture;
+	struct split *sp;
+
+	memcpy(&sp, copy + 1, sizeof sp);
+	sp->renders++;
+	return json_pack("{s:I}", "value", copy[0]);
+}
+
+static void split_discard(void *capture)
+{
+	json_int_t *copy = capture;
+	struct split *sp;
+
+	memcpy(&sp, copy + 1, sizeof sp);
+	sp->discards++;
+	free(copy);
+}
+
+static void test_split_component(void **state)
+{
+	struct fx *f = *state;
+	struct counter a = {.value = 1};
+	struct split b = {.value = 2};
+	struct bl_snapshot *s = make_registry(f->state_dir);
+	struct bl_snapshot_capture *c = NULL;
+	char *text = NULL;
+
+	add(s, "a", &a);
+	assert_int_equal(bl_snapshot_register_split(s, "b", split_capture, split_render,
+						    split_discard, counter_restore, &b),
+			 0);
+	assert_int_equal(bl_snapshot_register_split(s, "c", split_capture, NULL, split_discard,
+						    counter_restore, &b),
+			 BL_EINVAL);
+	assert_int_equal(bl_snapshot_register_split(s, "b", split_capture, split_render,
+						    split_discard, counter_restore, &b),
+			 BL_EEXIST);
+	/* The state is taken at capture: a change before the render is not in it. */
+	assert_int_equal(bl_snapshot_capture(s, 1234, &c), 0);
+	b.value = 99;
+	assert_int_equal(bl_snapshot_render(c, &text, NULL), 0);
+	assert_int_equal(b.discards, 0); /* the capture stays until freed */
+	bl_snapshot_capture_free(c);
+	assert_string_equal(text, "{\"ballast_version\":\"" BL_VERSION "\","
+				  "\"components\":{\"a\":{\"value\":1},\"b\":{\"value\":2}},"
+				  "\"format\":\"ballast-snapshot\",\"version\":1,"
+				  "\"written_at_ms\":1234}");
+	free(text);
+	assert_int_equal(b.captures, 1);
+	assert_int_equal(b.renders, 1);
+	assert_int_equal(b.discards, 1);
+	/* A capture never rendered is discarded all the same. */
+	assert_int_equal(bl_snapshot_capture(s, 1, &c), 0);
+	bl_snapshot_capture_free(c);
+	assert_int_equal(b.renders, 1);
+	assert_int_equal(b.discards, 2);
+	/* NULL leaves the component out; collect does all three in one go. */
+	b.capture_null = true;
+	assert_int_equal(bl_snapshot_collect(s, 5, &text, NULL), 0);
+	assert_null(strstr(text, "\"b\""));
+	free(text);
+	b.capture_null = false;
+	assert_int_equal(bl_snapshot_collect(s, 5, &text, NULL), 0);
+	assert_non_null(strstr(text, "\"b\":{\"value\":99}"));
+	free(text);
+	assert_int_equal(b.discards, 3);
+	bl_snapshot_destroy(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 		T(test_collect_exact_and_deterministic),
+		T(test_split_component),
 		T(test_collect_save_returns_null),
 		T(test_round_trip_two_components),
 		T(test_write_replaces_previous),
