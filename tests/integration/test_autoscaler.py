@@ -28,6 +28,18 @@ def wait_for(test, fn, timeout=20, what=""):
     test.fail("timed out waiting for %s (last: %r)" % (what, last))
 
 
+def counting_hook():
+    """An exec actuator hook that appends each count it is run with to a
+    file. Returns (that file, the hook)."""
+    tmp = tempfile.mkdtemp(prefix="ballast-exec-")
+    out = os.path.join(tmp, "counts")
+    hook = os.path.join(tmp, "hook.sh")
+    with open(hook, "w") as f:
+        f.write("#!/bin/sh\necho \"$1\" >> %s\n" % out)
+    os.chmod(hook, 0o755)
+    return out, hook
+
+
 def live_workers(doc):
     return [w for w in doc["workers"] if w.get("state") in ("starting", "running")]
 
@@ -253,12 +265,7 @@ autoscaler:
 
 class Exec(unittest.TestCase):
     def test_exec_runs_the_hook_with_the_count(self):
-        tmp = tempfile.mkdtemp(prefix="ballast-exec-")
-        out = os.path.join(tmp, "counts")
-        hook = os.path.join(tmp, "hook.sh")
-        with open(hook, "w") as f:
-            f.write("#!/bin/sh\necho \"$1\" >> %s\n" % out)
-        os.chmod(hook, 0o755)
+        out, hook = counting_hook()
         d = Daemon("""
 state_dir: {state_dir}
 autoscaler:
@@ -283,12 +290,7 @@ class Restart(unittest.TestCase):
     min_replicas nor scales down before its stabilization window has run."""
 
     def test_restart_keeps_count_and_history(self):
-        tmp = tempfile.mkdtemp(prefix="ballast-restart-")
-        out = os.path.join(tmp, "counts")
-        hook = os.path.join(tmp, "hook.sh")
-        with open(hook, "w") as f:
-            f.write("#!/bin/sh\necho \"$1\" >> %s\n" % out)
-        os.chmod(hook, 0o755)
+        out, hook = counting_hook()
         cfg = """
 state_dir: {state_dir}
 autoscaler:
