@@ -640,10 +640,10 @@ static void signal_orphans(struct bl_supervisor *sup, int sig)
 
 		if (!still_orphan(sup, id))
 			continue;
-		if (kill(-id->pid, sig) == 0)
-			bl_log(BL_LOG_WARN, sig == SIGKILL ? "orphaned worker killed"
-							   : "orphaned worker stopped",
-			       "pid=%d signal=%s", id->pid, sig == SIGKILL ? "KILL" : "TERM");
+		if (kill(-id->pid, sig) != 0)
+			continue;
+		bl_log(BL_LOG_WARN, sig == SIGKILL ? "orphaned worker killed" : "orphaned worker stopped",
+		       "pid=%d signal=%s", id->pid, sig == SIGKILL ? "KILL" : "TERM");
 		if (sig == SIGKILL)
 			sup->kills++;
 	}
