@@ -768,7 +768,7 @@ static void waiter_arm(struct bl_budgets *bs, struct waiter *w, uint64_t ms)
 			w->pool_linked = true;
 		}
 	}
-	uv_timer_start(&w->deadline, on_deadline, ms, 0);
+	bl_timer_start(&w->deadline, on_deadline, ms, 0);
 }
 
 static void respond_rate_limited(struct bl_http_req *req, struct budget_rt *br, const char *code,
@@ -1159,7 +1159,7 @@ static void pump(struct budget_rt *br)
 			br->head_ns = now;
 			if (dec.retry_at_ns && dec.retry_at_ns != br->wake_at_ns) {
 				br->wake_at_ns = dec.retry_at_ns;
-				uv_timer_start(&br->wake, on_wake,
+				bl_timer_start(&br->wake, on_wake,
 					       (uint64_t)ceil_ms(dec.retry_at_ns - now), 0);
 			}
 			return;
@@ -2284,7 +2284,7 @@ static void arm_expiry(struct bl_budgets *bs)
 		return;
 	now = bl_mono_now();
 	bs->expiry_at_ns = first->expires_ns;
-	uv_timer_start(&bs->expiry, on_expiry,
+	bl_timer_start(&bs->expiry, on_expiry,
 		       first->expires_ns > now ? (uint64_t)ceil_ms(first->expires_ns - now) : 0, 0);
 }
 

@@ -24,4 +24,15 @@ static inline int64_t bl_wall_ns(void)
 	return (int64_t)ts.tv_sec * BL_NS_PER_S + ts.tv_nsec;
 }
 
+/* uv_timer_start, counting the timeout from now. libuv counts it from the
+ * loop's cached time, taken when this loop iteration began, so a timer
+ * started late in a busy iteration would fire early by however long the
+ * iteration has run: a grace, a wait_ms or a hook's timeout cut short. */
+static inline int bl_timer_start(uv_timer_t *t, uv_timer_cb cb, uint64_t timeout_ms,
+				 uint64_t repeat_ms)
+{
+	uv_update_time(t->loop);
+	return uv_timer_start(t, cb, timeout_ms, repeat_ms);
+}
+
 #endif

@@ -11,6 +11,7 @@
 
 #include "ballast/error.h"
 #include "ballast/units.h"
+#include "clock.h"
 #include "log.h"
 
 /* SIGTERM must end the process within 5 s: connections get this long to
@@ -548,7 +549,7 @@ static void begin_shutdown(struct bl_daemon *d, const char *why)
 	bl_pools_shutdown(d->pools);
 	/* Supervised workers get SIGTERM now and SIGKILL within the drain. */
 	bl_autoscaler_shutdown(d->autoscaler, WORKER_GRACE_CAP_NS, NULL, NULL);
-	uv_timer_start(&d->drain_deadline, on_drain_deadline, DRAIN_DEADLINE_MS, 0);
+	bl_timer_start(&d->drain_deadline, on_drain_deadline, DRAIN_DEADLINE_MS, 0);
 	bl_http_server_drain(d->http, on_drained, d);
 }
 

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "ballast/error.h"
+#include "clock.h"
 #include "log.h"
 #include "spawnenv.h"
 
@@ -70,11 +71,6 @@ struct bl_exec_actuator {
 	void *done_ctx;
 };
 
-static bl_time_ns now_ns(void)
-{
-	return (bl_time_ns)uv_hrtime();
-}
-
 static uint64_t ns_to_ms_ceil(int64_t ns)
 {
 	return ns <= 0 ? 0 : (uint64_t)((ns + BL_NS_PER_MS - 1) / BL_NS_PER_MS);
@@ -115,7 +111,7 @@ static void finish_run(struct bl_exec_actuator *a)
 	char *t;
 	char tailq[256];
 
-	r->ended_ns = now_ns();
+	r->ended_ns = bl_mono_now();
 	r->ok = !r->spawn_error && !r->timed_out && r->term_signal == 0 && r->exit_status == 0;
 	if (!r->ok)
 		a->failures++;
@@ -237,7 +233,7 @@ static void on_exit_cb(uv_process_t *p, int64_t exit_status, int term_signal)
 	if (a->eof)
 		end_run(a);
 	else
-		uv_timer_start(&a->timer, on_timer, STDERR_DRAIN_MS, 0);
+		bl_timer_start(&a->timer, on_timer, STDERR_DRAIN_MS, 0);
 }
 
 static void on_timer(uv_timer_t *t)
@@ -252,7 +248,7 @@ static void on_timer(uv_timer_t *t)
 			bl_log(BL_LOG_WARN, "exec actuator timed out", "desired=%" PRIu32 " pid=%d",
 			       a->cur.desired, a->pid);
 			signal_group(a, SIGTERM);
-			uv_timer_start(&a->timer, on_timer, ns_to_ms_ceil(a->kill_grace_ns), 0);
+			bl_timer_start(&a->timer, on_timer, ns_to_ms_ceil(a->kill_grace_ns), 0);
 		} else {
 			signal_group(a, SIGKILL);
 		}
@@ -274,7 +270,7 @@ static void start_run(struct bl_exec_actuator *a, uint32_t desired)
 
 	memset(&a->cur, 0, sizeof a->cur);
 	a->cur.desired = desired;
-	a->cur.started_ns = now_ns();
+	a->cur.started_ns = bl_mono_now();
 	a->eof = false;
 	a->term_sent = false;
 	a->tail_run_len = 0;
@@ -313,7 +309,7 @@ static void start_run(struct bl_exec_actuator *a, uint32_t desired)
 	bl_log(BL_LOG_INFO, "exec actuator running", "desired=%" PRIu32 " pid=%d", desired, a->pid);
 	if (uv_read_start((uv_stream_t *)&a->err, on_alloc, on_read) != 0)
 		a->eof = true;
-	uv_timer_start(&a->timer, on_timer, ns_to_ms_ceil(a->timeout_ns), 0);
+	bl_timer_start(&a->timer, on_timer, ns_to_ms_ceil(a->timeout_ns), 0);
 }
 
 /* ---- the API ----------------------------------------------------------------- */
@@ -429,7 +425,7 @@ void bl_exec_actuator_shutdown(struct bl_exec_actuator *a, bl_exec_shutdown_fn d
 	if (a->phase == PHASE_RUNNING && !a->term_sent) {
 		a->term_sent = true;
 		signal_group(a, SIGTERM);
-		uv_timer_start(&a->timer, on_timer, ns_to_ms_ceil(a->kill_grace_ns), 0);
+		bl_timer_start(&a->timer, on_timer, ns_to_ms_ceil(a->kill_grace_ns), 0);
 	}
 	maybe_done(a);
 }

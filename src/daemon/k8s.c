@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "ballast/error.h"
+#include "clock.h"
 #include "config.h"
 #include "log.h"
 
@@ -130,11 +131,6 @@ struct bl_k8s {
 	bl_k8s_shutdown_fn done;
 	void *done_ctx;
 };
-
-static bl_time_ns now_ns(void)
-{
-	return (bl_time_ns)uv_hrtime();
-}
 
 static int64_t wall_ms(void)
 {
@@ -473,7 +469,7 @@ static void finish_op(struct bl_k8s *k, struct op *o)
 	r.resource_version = o->rv;
 	r.selector = o->selector;
 	r.started_ns = o->started_ns;
-	r.ended_ns = now_ns();
+	r.ended_ns = bl_mono_now();
 
 	k->operations++;
 	k->requests += o->requests;
@@ -528,7 +524,7 @@ static void start_call(struct bl_k8s *k, struct op *o, enum step step, char *bod
 static void run_op(struct bl_k8s *k, struct op *o)
 {
 	k->running = o;
-	o->started_ns = now_ns();
+	o->started_ns = bl_mono_now();
 	start_call(k, o, STEP_GET, NULL);
 }
 
@@ -770,7 +766,7 @@ static void advance(struct bl_k8s *k, struct op *o)
 		if (wait_ns > MAX_BACKOFF_NS)
 			wait_ns = MAX_BACKOFF_NS;
 		o->backing_off = true;
-		uv_timer_start(&k->timer, on_backoff, (uint64_t)(wait_ns / BL_NS_PER_MS), 0);
+		bl_timer_start(&k->timer, on_backoff, (uint64_t)(wait_ns / BL_NS_PER_MS), 0);
 		return;
 	}
 	if (st < 200 || st > 299) {

@@ -21,6 +21,7 @@
 #include <strings.h>
 
 #include "ballast/error.h"
+#include "clock.h"
 #include "ballast/units.h"
 #include "httpparse.h"
 
@@ -429,7 +430,7 @@ static void wound_down(struct bl_scraper *s)
 	if (!s->busy || s->in_flight || s->tcp_open || s->gai_pending)
 		return;
 	s->busy = false;
-	uv_update_time(s->loop); /* timers count from the loop's time: make it now */
+	uv_update_time(s->loop); /* wait_ns and the timer both count from now */
 	wait_ns = s->started_ns + s->interval_ns - (int64_t)uv_hrtime();
 	uv_timer_start(&s->tick, on_tick,
 		       wait_ns > 0 ? (uint64_t)((wait_ns + BL_NS_PER_MS - 1) / BL_NS_PER_MS) : 0, 0);
@@ -834,8 +835,7 @@ static void on_tick(uv_timer_t *t)
 	s->cb_error[0] = '\0';
 	s->error[0] = '\0';
 	s->peer[0] = '\0';
-	uv_update_time(s->loop);
-	uv_timer_start(&s->deadline, on_deadline,
+	bl_timer_start(&s->deadline, on_deadline,
 		       (uint64_t)((s->timeout_ns + BL_NS_PER_MS - 1) / BL_NS_PER_MS), 0);
 	if (s->literal) {
 		try_connect(s, (const struct sockaddr *)&s->addr);

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "ballast/error.h"
+#include "clock.h"
 #include "log.h"
 #include "procstat.h"
 #include "spawnenv.h"
@@ -118,11 +119,6 @@ struct bl_supervisor {
 	void *done_ctx;
 };
 
-static bl_time_ns now_ns(void)
-{
-	return (bl_time_ns)uv_hrtime();
-}
-
 static uint64_t ns_to_ms_ceil(int64_t ns)
 {
 	return ns <= 0 ? 0 : (uint64_t)((ns + BL_NS_PER_MS - 1) / BL_NS_PER_MS);
@@ -152,7 +148,7 @@ static void emit(struct worker *w, enum bl_supervisor_event_kind kind)
 		.kind = kind,
 		.id = w->id,
 		.pid = w->pid,
-		.at_ns = now_ns(),
+		.at_ns = bl_mono_now(),
 		.restarts = w->restarts,
 		.leases = w->leases,
 	};
@@ -291,15 +287,15 @@ static void on_proc_closed(uv_handle_t *h)
 		return;
 	}
 	/* state is BACKOFF: set when the process ended or failed to start */
-	w->until_ns = now_ns() + w->restart_in_ns;
-	uv_timer_start(&w->timer, on_worker_timer, ns_to_ms_ceil(w->restart_in_ns), 0);
+	w->until_ns = bl_mono_now() + w->restart_in_ns;
+	bl_timer_start(&w->timer, on_worker_timer, ns_to_ms_ceil(w->restart_in_ns), 0);
 }
 
 static void on_proc_exit(uv_process_t *p, int64_t exit_status, int term_signal)
 {
 	struct worker *w = p->data;
 	struct bl_supervisor *sup = w->sup;
-	bl_time_ns now = now_ns();
+	bl_time_ns now = bl_mono_now();
 	char idq[64];
 
 	/* A worker is its group: nothing of it outlives its leader. */
@@ -389,7 +385,7 @@ static void spawn_worker(struct worker *w)
 	opt.stdio = stdio;
 
 	w->proc.data = w;
-	w->started_ns = now_ns();
+	w->started_ns = bl_mono_now();
 	w->until_ns = 0;
 	rc = uv_spawn(sup->loop, &w->proc, &opt);
 	sup->envp[sup->env_slot] = NULL;
@@ -432,7 +428,7 @@ static void spawn_worker(struct worker *w)
 	if (sup->startup_ns > 0) {
 		w->state = BL_WORKER_STARTING;
 		emit(w, BL_SUPERVISOR_EV_STARTED);
-		uv_timer_start(&w->timer, on_worker_timer, ns_to_ms_ceil(sup->startup_ns), 0);
+		bl_timer_start(&w->timer, on_worker_timer, ns_to_ms_ceil(sup->startup_ns), 0);
 	} else {
 		w->state = BL_WORKER_RUNNING;
 		emit(w, BL_SUPERVISOR_EV_STARTED);
@@ -444,13 +440,13 @@ static void spawn_worker(struct worker *w)
  * without a process goes at once (or when its handle is closed). */
 static void stop_worker(struct worker *w, int64_t grace_ns)
 {
-	bl_time_ns deadline = now_ns() + grace_ns;
+	bl_time_ns deadline = bl_mono_now() + grace_ns;
 
 	if (w->stop) {
 		/* already stopping: a shutdown may only bring the SIGKILL closer */
 		if (w->state == BL_WORKER_STOPPING && w->pid > 0 && w->until_ns > deadline) {
 			w->until_ns = deadline;
-			uv_timer_start(&w->timer, on_worker_timer, ns_to_ms_ceil(grace_ns), 0);
+			bl_timer_start(&w->timer, on_worker_timer, ns_to_ms_ceil(grace_ns), 0);
 		}
 		return;
 	}
@@ -468,7 +464,7 @@ static void stop_worker(struct worker *w, int64_t grace_ns)
 	       w->id, w->pid, w->leases, ns_to_ms_ceil(grace_ns));
 	signal_group(w, SIGTERM);
 	emit(w, BL_SUPERVISOR_EV_STOPPING);
-	uv_timer_start(&w->timer, on_worker_timer, ns_to_ms_ceil(grace_ns), 0);
+	bl_timer_start(&w->timer, on_worker_timer, ns_to_ms_ceil(grace_ns), 0);
 }
 
 /* ---- sampling ---------------------------------------------------------------- */
@@ -483,10 +479,10 @@ static int cmp_int(const void *a, const void *b)
 static void sample_work(uv_work_t *req)
 {
 	struct sample_job *job = req->data;
-	bl_time_ns t0 = now_ns();
+	bl_time_ns t0 = bl_mono_now();
 
 	job->rc = bl_proc_usage_of(job->sup->proc_root, job->pids, job->n, job->usage);
-	job->at_ns = t0 + (now_ns() - t0) / 2;
+	job->at_ns = t0 + (bl_mono_now() - t0) / 2;
 }
 
 static void free_job(struct sample_job *job)
@@ -579,7 +575,7 @@ static void on_sample_timer(uv_timer_t *t)
 	job->n = n;
 	job->sup = sup;
 	job->req.data = job;
-	job->begun_ns = now_ns();
+	job->begun_ns = bl_mono_now();
 	if (uv_queue_work(sup->loop, &job->req, sample_work, sample_after) != 0) {
 		free_job(job);
 		return;
@@ -683,7 +679,7 @@ static void stop_orphans(struct bl_supervisor *sup, const struct bl_supervisor_i
 		return;
 	signal_orphans(sup, sup->grace_ns > 0 ? SIGTERM : SIGKILL);
 	if (sup->n_orphans)
-		uv_timer_start(&sup->orphan_timer, on_orphan_timer, ns_to_ms_ceil(sup->grace_ns), 0);
+		bl_timer_start(&sup->orphan_timer, on_orphan_timer, ns_to_ms_ceil(sup->grace_ns), 0);
 }
 
 int bl_supervisor_create(uv_loop_t *loop, const struct bl_supervisor_config *cfg,
@@ -774,7 +770,7 @@ int bl_supervisor_create(uv_loop_t *loop, const struct bl_supervisor_config *cfg
 	if (sup->sample_interval_ns > 0) {
 		uint64_t ms = ns_to_ms_ceil(sup->sample_interval_ns);
 
-		uv_timer_start(&sup->sample_timer, on_sample_timer, ms, ms);
+		bl_timer_start(&sup->sample_timer, on_sample_timer, ms, ms);
 	}
 	/* sampling alone must not keep the loop running */
 	uv_unref((uv_handle_t *)&sup->sample_timer);
@@ -869,7 +865,7 @@ int bl_supervisor_scale(struct bl_supervisor *sup, uint32_t desired)
 			w->seq = sup->next_seq++;
 			snprintf(w->id, sizeof w->id, "w-%" PRIu64, w->seq);
 			snprintf(w->env_id, sizeof w->env_id, "BALLAST_WORKER_ID=%s", w->id);
-			w->created_ns = now_ns();
+			w->created_ns = bl_mono_now();
 			uv_timer_init(sup->loop, &w->timer);
 			w->timer.data = w;
 			w->prev = sup->tail;

@@ -1244,6 +1244,27 @@ static void test_exec_timeout(void **state)
 	xfix_stop(&x);
 }
 
+/* A timeout counts from when the hook started, even when the loop iteration
+ * that started it had been busy for a while: libuv counts timers from the
+ * time cached at the start of the iteration, which is stale by then. */
+static void test_exec_timeout_counts_from_now(void **state)
+{
+	struct xfix x;
+	const char *slow[] = {"/bin/sh", "-c", "sleep 30", NULL};
+	struct bl_exec_stats st;
+
+	(void)state;
+	xfix_start(&x, slow, 200 * MS, 0, 0);
+	uv_update_time(&x.loop);
+	nanosleep(&(struct timespec){0, 150 * 1000 * 1000}, NULL); /* a busy iteration */
+	assert_int_equal(bl_exec_actuator_request(x.a, 2), 0);
+	assert_true(run_until(&x.loop, exec_idle, &x, WAIT_MS));
+	bl_exec_actuator_stats(x.a, &st);
+	assert_true(st.last.timed_out);
+	assert_true(st.last.ended_ns - st.last.started_ns >= 199 * MS);
+	xfix_stop(&x);
+}
+
 static void test_exec_spawn_error_and_shutdown(void **state)
 {
 	struct xfix x;
@@ -1323,6 +1344,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_exec_create_validates, kill_leftovers),
 		cmocka_unit_test_teardown(test_exec_coalesces, kill_leftovers),
 		cmocka_unit_test_teardown(test_exec_failure_reports_stderr, kill_leftovers),
+		cmocka_unit_test_teardown(test_exec_timeout_counts_from_now, kill_leftovers),
 		cmocka_unit_test_teardown(test_exec_timeout, kill_leftovers),
 		cmocka_unit_test_teardown(test_exec_spawn_error_and_shutdown, kill_leftovers),
 	};
