@@ -67,7 +67,8 @@ class Backend:
         self.server.server_close()
 
 
-def pool_config(backends, strategy="round_robin", extra="", budgets=""):
+def pool_config(backends, strategy="round_robin", extra="", budgets="", open_for="1s",
+                max_open_for="4s"):
     lines = ["state_dir: {state_dir}", "snapshot: {interval: 200ms}"]
     if budgets:
         lines.append("budgets:")
@@ -76,7 +77,8 @@ def pool_config(backends, strategy="round_robin", extra="", budgets=""):
     for b in backends:
         lines.append("      - %s" % b)
     lines += ["    breaker: {window: {count: 20}, min_calls: 5, failure_rate: 0.5,"
-              " consecutive_failures: 3, open_for: 1s, max_open_for: 4s, half_open_probes: 2}"]
+              " consecutive_failures: 3, open_for: %s, max_open_for: %s, half_open_probes: 2}"
+              % (open_for, max_open_for)]
     if extra:
         lines.append(extra)
     return "\n".join(lines) + "\n"
@@ -306,7 +308,8 @@ class Pools(unittest.TestCase):
         self.assertEqual(set(names), {"b", "d"})
 
     def test_breaker_state_survives_a_restart(self):
-        d = self.start()
+        # Open for a minute: a restart under load must not outlast it.
+        d = self.start(open_for="60s", max_open_for="60s")
         d.request("POST", "/v1/pools/llm/backends/b", body={"state": "forced_open"})
         cl = Client(d)
         self.backs["a"].mode = "fail"
