@@ -2190,6 +2190,15 @@ void bl_budgets_resize(struct bl_budgets *bs, struct bl_http_req *req, const cha
 	}
 	old = l->mem_bytes;
 	if (bytes > old) {
+		/* A growth is new memory: refused as a new reservation would be. */
+		if (m->retired) {
+			bl_http_respond_error(req, 404, "memory_not_configured",
+					      "the memory section was removed by a config reload: "
+					      "reservations may shrink and release, not grow");
+			goto out;
+		}
+		if (refuse_new_work(bs, req))
+			goto out;
 		if (bytes > bl_membudget_limit(&m->b, l->mem_prio)) {
 			respond_too_large_mem(req, m, bytes, l->mem_prio);
 			goto out;

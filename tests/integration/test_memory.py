@@ -344,7 +344,7 @@ class Persistence(unittest.TestCase):
     def test_reload_changes_limits_and_keeps_reservations(self):
         d = Daemon(CONFIG).start()
         try:
-            reserve(d, {"size": "600MiB"}, 200)
+            held = reserve(d, {"size": "600MiB"}, 200)[2]
             d.write_config(CONFIG.replace("{low: 0.80, high: 0.90}", "{low: 0.50, high: 0.70}"))
             s, _, b = d.request("POST", "/v1/reload", body={})
             self.assertEqual(s, 200, b)
@@ -360,6 +360,10 @@ class Persistence(unittest.TestCase):
             s, _, e = reserve(d, {"bytes": MIB})
             self.assertEqual(s, 404)
             self.assertEqual(e["error"]["code"], "memory_not_configured")
+            # A held reservation may shrink, not grow.
+            s, e = resize(d, held["lease"], {"size": "700MiB"})
+            self.assertEqual((s, e["error"]["code"]), (404, "memory_not_configured"))
+            resize(d, held["lease"], {"size": "500MiB"}, 200)
         finally:
             d.stop()
 
