@@ -1350,34 +1350,22 @@ static void load_root(struct bl_yctx *c, const struct bl_ynode *root)
 	}
 	check_keys(c, m, keys, NELEMS(keys));
 	/* Budgets first: pools and the autoscaler refer to them. */
-	mark = bl_y_path_push(c, "budgets");
-	load_budgets(c, bl_y_lookup(m, "budgets"));
-	bl_y_path_pop(c, mark);
+	bl_y_load_key(c, m, "budgets", load_budgets);
 	load_listen(c, m);
 	bl_y_get_string(c, m, "state_dir", "a directory path", &cfg->state_dir);
-	mark = bl_y_path_push(c, "log");
-	load_log(c, bl_y_lookup(m, "log"));
-	bl_y_path_pop(c, mark);
+	bl_y_load_key(c, m, "log", load_log);
 	mark = bl_y_path_push(c, "auth");
 	bl_y_get_string(c, section(c, bl_y_lookup(m, "auth"), auth_keys, NELEMS(auth_keys)), "token_file",
 			"the path of a file holding the bearer token", &cfg->auth_token_file);
 	bl_y_path_pop(c, mark);
-	mark = bl_y_path_push(c, "limits");
-	load_limits(c, bl_y_lookup(m, "limits"));
-	bl_y_path_pop(c, mark);
+	bl_y_load_key(c, m, "limits", load_limits);
 	mark = bl_y_path_push(c, "snapshot");
 	bl_y_get_duration(c, section(c, bl_y_lookup(m, "snapshot"), snapshot_keys, NELEMS(snapshot_keys)),
 			  "interval", MS(100), S(3600), &cfg->snapshot_interval_ns);
 	bl_y_path_pop(c, mark);
-	mark = bl_y_path_push(c, "pools");
-	load_pools(c, bl_y_lookup(m, "pools"));
-	bl_y_path_pop(c, mark);
-	mark = bl_y_path_push(c, "memory");
-	load_memory(c, bl_y_lookup(m, "memory"));
-	bl_y_path_pop(c, mark);
-	mark = bl_y_path_push(c, "autoscaler");
-	load_autoscaler(c, bl_y_lookup(m, "autoscaler"));
-	bl_y_path_pop(c, mark);
+	bl_y_load_key(c, m, "pools", load_pools);
+	bl_y_load_key(c, m, "memory", load_memory);
+	bl_y_load_key(c, m, "autoscaler", load_autoscaler);
 }
 
 /* ---- public: loading --------------------------------------------------- */

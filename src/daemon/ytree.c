@@ -143,6 +143,15 @@ size_t bl_y_path_push(struct bl_yctx *c, const char *seg)
 	return bl_y_path_push_n(c, seg, strlen(seg));
 }
 
+void bl_y_load_key(struct bl_yctx *c, const struct bl_ynode *map, const char *key,
+		   void (*load)(struct bl_yctx *c, const struct bl_ynode *n))
+{
+	size_t mark = bl_y_path_push(c, key);
+
+	load(c, bl_y_lookup(map, key));
+	bl_y_path_pop(c, mark);
+}
+
 size_t bl_y_path_push_index(struct bl_yctx *c, size_t i)
 {
 	size_t mark = c->plen;

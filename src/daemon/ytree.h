@@ -134,6 +134,11 @@ size_t bl_y_path_push_index(struct bl_yctx *c, size_t i);
 
 void bl_y_path_pop(struct bl_yctx *c, size_t mark);
 
+/* Reads one section: pushes key on the path, calls load(c, the value of key
+ * in map, or NULL when it is absent), pops. */
+void bl_y_load_key(struct bl_yctx *c, const struct bl_ynode *map, const char *key,
+		   void (*load)(struct bl_yctx *c, const struct bl_ynode *n));
+
 /* Writes len bytes of s into buf (cap bytes) for a message: control bytes as
  * \xNN, long text cut with "...". Returns buf, always NUL-terminated. */
 const char *bl_y_show(char *buf, size_t cap, const char *s, size_t len);

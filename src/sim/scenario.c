@@ -598,22 +598,15 @@ static void load_workload(struct bl_yctx *c, const struct bl_ynode *raw)
 					   "tenants", "budget", "pool", "provider"};
 	struct bl_scenario *sc = scenario_of(c);
 	const struct bl_ynode *m = section(c, raw, keys, NELEMS(keys));
-	size_t mark;
 
 	if (!m) {
 		bl_y_report(c, raw, "the scenario needs a workload: arrivals and what a task does");
 		return;
 	}
 	/* Tenants first: a trace refers to them. */
-	mark = bl_y_path_push(c, "tenants");
-	load_tenants(c, bl_y_lookup(m, "tenants"));
-	bl_y_path_pop(c, mark);
-	mark = bl_y_path_push(c, "arrivals");
-	load_arrivals(c, bl_y_lookup(m, "arrivals"));
-	bl_y_path_pop(c, mark);
-	mark = bl_y_path_push(c, "task");
-	load_task(c, bl_y_lookup(m, "task"));
-	bl_y_path_pop(c, mark);
+	bl_y_load_key(c, m, "tenants", load_tenants);
+	bl_y_load_key(c, m, "arrivals", load_arrivals);
+	bl_y_load_key(c, m, "task", load_task);
 	bl_y_get_duration(c, m, "slo", BL_NS_PER_MS, S_NS(30 * 86400), &sc->slo_ns);
 	bl_y_get_duration(c, m, "max_wait", BL_NS_PER_MS, S_NS(30 * 86400), &sc->max_wait_ns);
 	bl_y_get_u32(c, m, "max_queue", 1, 100000000, &sc->max_queue);
@@ -978,7 +971,6 @@ static void load_root(struct bl_yctx *c, const struct bl_ynode *root, const char
 {
 	static const char *all_keys[NELEMS(scenario_keys) + NELEMS(policy_keys)];
 	struct bl_scenario *sc = scenario_of(c);
-	size_t mark;
 	double seed;
 
 	for (size_t i = 0; i < NELEMS(scenario_keys); i++)
@@ -1009,21 +1001,11 @@ static void load_root(struct bl_yctx *c, const struct bl_ynode *root, const char
 	bl_y_get_duration(c, root, "sample", BL_NS_PER_S, S_NS(86400), &sc->sample_ns);
 	if (bl_y_get_double(c, root, "seed", 0, 9007199254740991.0, &seed) == BL_Y_OK)
 		sc->seed = (uint64_t)seed;
-	mark = bl_y_path_push(c, "fleet");
-	load_fleet(c, bl_y_lookup(root, "fleet"));
-	bl_y_path_pop(c, mark);
-	mark = bl_y_path_push(c, "providers");
-	load_providers(c, bl_y_lookup(root, "providers"));
-	bl_y_path_pop(c, mark);
-	mark = bl_y_path_push(c, "workload");
-	load_workload(c, bl_y_lookup(root, "workload"));
-	bl_y_path_pop(c, mark);
-	mark = bl_y_path_push(c, "backends");
-	load_backends(c, bl_y_lookup(root, "backends"));
-	bl_y_path_pop(c, mark);
-	mark = bl_y_path_push(c, "baselines");
-	load_baselines(c, bl_y_lookup(root, "baselines"));
-	bl_y_path_pop(c, mark);
+	bl_y_load_key(c, root, "fleet", load_fleet);
+	bl_y_load_key(c, root, "providers", load_providers);
+	bl_y_load_key(c, root, "workload", load_workload);
+	bl_y_load_key(c, root, "backends", load_backends);
+	bl_y_load_key(c, root, "baselines", load_baselines);
 	if (c->err)
 		return;
 	load_policy(c, root, text, len);
