@@ -160,7 +160,8 @@ struct bl_budgets {
 	uv_loop_t *loop;
 	struct bl_dmem *dmem;        /* ballast's own memory account */
 	struct bl_pools *pools;      /* backend pools (pools.c) */
-	struct waiter *pool_waiters; /* pool acquires waiting on their retry timer */
+	struct waiter *pool_waiters; /* pool acquires waiting on their retry timer, oldest first */
+	struct waiter *pool_waiters_tail;
 	void *snap_spare;            /* lease records of the last snapshot, for reuse */
 	size_t snap_spare_cap;       /* ... how many it holds */
 	struct mem_rt *mem;          /* NULL when memory: was never configured */
@@ -738,6 +739,8 @@ static void waiter_free(struct waiter *w)
 			w->bs->pool_waiters = w->pool_next;
 		if (w->pool_next)
 			w->pool_next->pool_prev = w->pool_prev;
+		else
+			w->bs->pool_waiters_tail = w->pool_prev;
 		w->pool_linked = false;
 	}
 	if (w->has_timer) {
@@ -759,12 +762,16 @@ static void waiter_arm(struct bl_budgets *bs, struct waiter *w, uint64_t ms)
 		w->req->handler_data = w;
 		w->req->on_abort = on_waiter_abort;
 		if (w->kind == W_POOL) {
-			/* In no queue: listed so that a shutdown can answer it. */
-			w->pool_prev = NULL;
-			w->pool_next = bs->pool_waiters;
-			if (bs->pool_waiters)
-				bs->pool_waiters->pool_prev = w;
-			bs->pool_waiters = w;
+			/* In no budget's queue: listed in arrival order, so that a
+			 * release wakes them oldest first and a shutdown answers
+			 * them. */
+			w->pool_next = NULL;
+			w->pool_prev = bs->pool_waiters_tail;
+			if (bs->pool_waiters_tail)
+				bs->pool_waiters_tail->pool_next = w;
+			else
+				bs->pool_waiters = w;
+			bs->pool_waiters_tail = w;
 			w->pool_linked = true;
 		}
 	}
@@ -1138,6 +1145,26 @@ static void pool_retry(struct waiter *w)
 {
 	if (pool_try(w))
 		waiter_free(w);
+}
+
+/* A call of pool has ended: a backend (or its key's budget) may have room
+ * now. The pool's waiters try again at once, oldest first, until one still
+ * finds none — rather than on their retry timers, up to
+ * CONCURRENCY_RETRY_MS later, while the slot sits idle or goes to whoever
+ * comes next. pool is only compared, never read: the call's backend, or its
+ * pool, may have gone with it. */
+static void pool_wake(struct bl_budgets *bs, const struct bl_pool *pool)
+{
+	struct waiter *w = bs->pool_waiters, *next;
+
+	for (; w && !bs->shutting_down; w = next) {
+		next = w->pool_next;
+		if (w->pool != pool)
+			continue;
+		if (!pool_try(w))
+			return;
+		waiter_free(w);
+	}
 }
 
 /* Admits from the head of br's queue while the core budget admits; then
@@ -1952,6 +1979,7 @@ void bl_budgets_release(struct bl_budgets *bs, struct bl_http_req *req)
 	struct bl_amounts used;
 	struct bl_budget_reconcile rec;
 	bool given[BL_DIM_COUNT] = {false};
+	const struct bl_pool *pool = NULL; /* the call's, for pool_wake */
 	int64_t latency_ms = 0;
 	int out_kind = -1, malformed = 0;
 	bl_time_ns now;
@@ -2060,6 +2088,7 @@ void bl_budgets_release(struct bl_budgets *bs, struct bl_http_req *req)
 		int64_t lat_ns = bl_json_has(body, "latency_ms") ? latency_ms * BL_NS_PER_MS
 								 : now - l->acquired_ns;
 
+		pool = bl_pool_backend_pool(l->choice.backend);
 		bl_pool_finish(&l->choice, (enum bl_pool_outcome)out_kind, lat_ns, now);
 	}
 	{
@@ -2071,6 +2100,8 @@ void bl_budgets_release(struct bl_budgets *bs, struct bl_http_req *req)
 			pump(br);
 		if (bebr && bebr != br && find_budget(bs, bebr->name, true) == bebr)
 			pump(bebr);
+		if (pool)
+			pool_wake(bs, pool);
 	}
 	goto out;
 bad:
@@ -2248,6 +2279,7 @@ static void on_expiry(uv_timer_t *t)
 	bs->expiry_at_ns = 0;
 	while ((n = bl_lease_pop_expired(bs->leases, now))) {
 		struct lease_rt *l = BL_CONTAINER_OF(n, struct lease_rt, node);
+		const struct bl_pool *pool;
 		struct budget_rt *br = l->budget, *bebr = l->be_budget;
 		char id[17];
 
@@ -2266,13 +2298,18 @@ static void on_expiry(uv_timer_t *t)
 		       (long long)((now - l->acquired_ns) / BL_NS_PER_MS));
 		/* A call that never came back counts against its backend (which a
 		 * reload may have removed: it goes with this, its last call). */
-		if (l->has_backend)
+		pool = NULL;
+		if (l->has_backend) {
+			pool = bl_pool_backend_pool(l->choice.backend);
 			bl_pool_finish(&l->choice, BL_POOL_TIMEOUT, now - l->acquired_ns, now);
+		}
 		lease_free(bs, l);
 		if (br && find_budget(bs, br->name, true) == br)
 			pump(br);
 		if (bebr && bebr != br && find_budget(bs, bebr->name, true) == bebr)
 			pump(bebr);
+		if (pool)
+			pool_wake(bs, pool);
 	}
 	arm_expiry(bs);
 }

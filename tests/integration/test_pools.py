@@ -455,6 +455,30 @@ class BackendBudgets(unittest.TestCase):
         self.assertEqual(s, 200, g)
         self.assertGreaterEqual(time.time() - t0, e["retry_after_ms"] / 1000.0 - 0.1)
 
+    def test_a_freed_slot_goes_to_the_waiter_not_a_newcomer(self):
+        import threading
+        d, cl = self.d, Client(self.d)
+        d.write_config(pool_config(
+            ['{name: key1, url: "%s", budget: k1}' % self.backs["key1"].url],
+            budgets="  k1: {limits: {concurrent: 1}}"))
+        self.assertEqual(d.request("POST", "/v1/reload", body={})[0], 200)
+        s, _, a = cl.acquire()
+        self.assertEqual(s, 200, a)
+        got = {}
+        t = threading.Thread(target=lambda: got.update(r=cl.acquire(wait_ms=5000, timeout=10)))
+        t.start()
+        time.sleep(0.3)  # the key's one slot is taken: it waits
+        self.assertEqual(d.request("POST", "/v1/release", body={"lease": a["lease"]})[0], 200)
+        # The release handed the slot to the waiter before answering: the
+        # next caller does not get it (it used to, until the waiter's retry
+        # timer came round).
+        s, _, e = cl.acquire()
+        self.assertEqual(s, 429, e)
+        t.join(10)
+        s, _, g = got["r"]
+        self.assertEqual(s, 200, g)
+        self.assertGreaterEqual(g["waited_ms"], 250)
+
     def test_shutdown_answers_a_waiting_pool_acquire(self):
         import threading
         d, cl = self.d, Client(self.d)
