@@ -2830,6 +2830,8 @@ struct budgets_capture {
 	int64_t offset;
 	struct lease_snap *leases;
 	size_t n, cap;
+	struct lease_snap *next;  /* a larger buffer for the next capture, faulted in by render */
+	size_t next_cap;
 	struct name_table names;
 };
 
@@ -2955,22 +2957,33 @@ static void budgets_capture_free(struct budgets_capture *c)
 		return;
 	json_decref(c->head);
 	free(c->leases);
+	free(c->next);
 	names_free(&c->names);
 	free(c);
 }
 
-/* On the loop thread, after the write: the lease records' buffer is kept
- * for the next capture, so a large one is not mapped afresh (and faulted in
- * page by page, on the loop) every snapshot. */
+/* Keeps *buf as the spare for the next capture if it is the largest yet. */
+static void keep_spare(struct bl_budgets *bs, struct lease_snap **buf, size_t cap)
+{
+	if (!*buf || cap <= bs->snap_spare_cap)
+		return;
+	free(bs->snap_spare);
+	bs->snap_spare = *buf;
+	bs->snap_spare_cap = cap;
+	*buf = NULL;
+}
+
+/* On the loop thread, after the write: a lease records' buffer is kept for
+ * the next capture — the one render made ready with room to grow, else this
+ * one — so a large one is not mapped afresh and faulted in, page by page,
+ * on the loop every snapshot. */
 void bl_budgets_discard(void *capture)
 {
 	struct budgets_capture *c = capture;
 
-	if (c && c->leases && c->cap > c->bs->snap_spare_cap) {
-		free(c->bs->snap_spare);
-		c->bs->snap_spare = c->leases;
-		c->bs->snap_spare_cap = c->cap;
-		c->leases = NULL;
+	if (c) {
+		keep_spare(c->bs, &c->next, c->next_cap);
+		keep_spare(c->bs, &c->leases, c->cap);
 	}
 	budgets_capture_free(c);
 }
@@ -3064,6 +3077,14 @@ json_t *bl_budgets_render(void *capture)
 	if (json_object_set_new(doc, "leases", leases) != 0) {
 		json_decref(doc);
 		doc = NULL;
+	}
+	/* Room for the next capture to grow by a quarter, its pages touched
+	 * here rather than by the copy on the loop. */
+	if (c->n + c->n / 4 > c->cap) {
+		c->next_cap = c->n + c->n / 4 + 256;
+		c->next = malloc(c->next_cap * sizeof *c->next);
+		if (c->next)
+			memset(c->next, 0, c->next_cap * sizeof *c->next);
 	}
 	return doc;
 }
