@@ -28,6 +28,10 @@ static const char usage_text[] =
 	"  release LEASE [--outcome ok|error|timeout|rate_limited|cancelled]\n"
 	"          [--tokens-used N] [--input-tokens-used N] [--output-tokens-used N]\n"
 	"                                         give a lease back, reconciling what it used\n"
+	"  reserve SIZE [--priority low|normal|critical] [--tenant T] [--wait 2s] [--ttl 10m] [-q]\n"
+	"                                         reserve memory (SIZE such as 2GiB); release it\n"
+	"                                         with `release LEASE`\n"
+	"  resize LEASE SIZE                      grow or shrink a memory reservation in place\n"
 	"  budgets [--json]                       rate budgets of a running daemon\n"
 	"  pools [--json]                         backend pools: breaker state, in flight, latency\n"
 	"  plan FILE|- [--json]                   what-if autoscaling plan, computed locally (no\n"
@@ -520,6 +524,18 @@ static int take_count(int argc, char **argv, int *i, const char *const *counts, 
 	return 0;
 }
 
+/* Prints the answer, or with quiet only its lease id. */
+static void print_answer(const struct fetch *f, bool quiet)
+{
+	json_t *doc = json_loads(f->p, 0, NULL);
+
+	if (quiet && json_is_string(json_object_get(doc, "lease")))
+		printf("%s\n", json_string_value(json_object_get(doc, "lease")));
+	else
+		printf("%s", f->p);
+	json_decref(doc);
+}
+
 static int cmd_acquire(int argc, char **argv)
 {
 	static const char *const counts[] = {"--tokens", "tokens", "--input-tokens", "input_tokens",
@@ -527,7 +543,7 @@ static int cmd_acquire(int argc, char **argv)
 					     "requests", NULL};
 	struct client cl;
 	struct fetch f = {0};
-	json_t *body = json_object(), *doc;
+	json_t *body = json_object();
 	const char *budget = NULL;
 	bool quiet = false;
 
@@ -579,17 +595,122 @@ static int cmd_acquire(int argc, char **argv)
 		json_object_set_new(body, "budget", json_string(budget));
 	if (client_post(&cl, "/v1/acquire", body, &f))
 		return 1;
-	doc = json_loads(f.p, 0, NULL);
-	if (quiet && json_is_string(json_object_get(doc, "lease")))
-		printf("%s\n", json_string_value(json_object_get(doc, "lease")));
-	else
-		printf("%s", f.p);
-	json_decref(doc);
+	print_answer(&f, quiet);
 	free(f.p);
 	return 0;
 fail:
 	json_decref(body);
 	return 1;
+}
+
+/* Checks a SIZE argument here, so a typo is a usage error that says what a
+ * size looks like; the daemon gets it as "size". */
+static bool size_ok(const char *cmd, const char *arg)
+{
+	uint64_t bytes;
+
+	if (bl_parse_size(arg, strlen(arg), &bytes) == 0 && bytes > 0)
+		return true;
+	fprintf(stderr, "ballast: %s: '%s' is not a size of at least 1 byte, such as 512MiB, 2GiB "
+			"or 1048576\n", cmd, arg);
+	return false;
+}
+
+static int cmd_reserve(int argc, char **argv)
+{
+	struct client cl;
+	struct fetch f = {0};
+	json_t *body = json_object();
+	const char *size = NULL;
+	bool quiet = false;
+
+	client_init(&cl, "reserve");
+	for (int i = 0; i < argc; i++) {
+		int r = client_option(&cl, argc, argv, &i);
+		int64_t ns;
+
+		if (r < 0)
+			goto fail;
+		if (r)
+			continue;
+		if ((strcmp(argv[i], "--wait") == 0 || strcmp(argv[i], "--ttl") == 0) && i + 1 < argc) {
+			if (bl_parse_duration(argv[i + 1], strlen(argv[i + 1]), &ns) != 0) {
+				json_decref(body);
+				fprintf(stderr, "ballast: reserve: %s takes a duration such as 2s or 10m, "
+						"not '%s'\n", argv[i], argv[i + 1]);
+				return EXIT_USAGE;
+			}
+			json_object_set_new(body, argv[i][2] == 'w' ? "wait_ms" : "ttl_ms",
+					    json_integer(ns / 1000000));
+			i++;
+		} else if ((strcmp(argv[i], "--tenant") == 0 || strcmp(argv[i], "--priority") == 0) &&
+			   i + 1 < argc) {
+			json_object_set_new(body, argv[i] + 2, json_string(argv[i + 1]));
+			i++;
+		} else if (strcmp(argv[i], "-q") == 0 || strcmp(argv[i], "--quiet") == 0) {
+			quiet = true;
+		} else if (argv[i][0] != '-' && !size) {
+			size = argv[i];
+		} else {
+			json_decref(body);
+			return usage_error("reserve: unexpected argument ", argv[i]);
+		}
+	}
+	if (!size) {
+		json_decref(body);
+		return usage_error("reserve: ", "missing SIZE (such as 2GiB)");
+	}
+	if (!size_ok("reserve", size)) {
+		json_decref(body);
+		return EXIT_USAGE;
+	}
+	json_object_set_new(body, "size", json_string(size));
+	if (client_post(&cl, "/v1/memory/reserve", body, &f))
+		return 1;
+	print_answer(&f, quiet);
+	free(f.p);
+	return 0;
+fail:
+	json_decref(body);
+	return 1;
+}
+
+static int cmd_resize(int argc, char **argv)
+{
+	struct client cl;
+	struct fetch f = {0};
+	const char *lease = NULL, *size = NULL;
+	char path[128];
+
+	client_init(&cl, "resize");
+	for (int i = 0; i < argc; i++) {
+		int r = client_option(&cl, argc, argv, &i);
+
+		if (r < 0)
+			return 1;
+		if (r)
+			continue;
+		if (argv[i][0] != '-' && !lease)
+			lease = argv[i];
+		else if (argv[i][0] != '-' && !size)
+			size = argv[i];
+		else
+			return usage_error("resize: unexpected argument ", argv[i]);
+	}
+	if (!lease || !size)
+		return usage_error("resize: ", "expects LEASE SIZE");
+	if (!size_ok("resize", size))
+		return EXIT_USAGE;
+	if (strlen(lease) > 64 || strspn(lease, "0123456789abcdef") != strlen(lease)) {
+		fprintf(stderr, "ballast: resize: '%.80s' is not a lease id (16 hex digits)\n", lease);
+		return EXIT_USAGE;
+	}
+	snprintf(path, sizeof path, "/v1/leases/%s/resize", lease);
+	if (client_post(&cl, path, json_pack("{s:s}", "size", size), &f))
+		return 1;
+	printf("%s", f.p);
+	free(f.p);
+	return 0;
 }
 
 static int cmd_release(int argc, char **argv)
@@ -832,6 +953,10 @@ int main(int argc, char **argv)
 		return cmd_acquire(argc - 2, argv + 2);
 	if (strcmp(cmd, "release") == 0)
 		return cmd_release(argc - 2, argv + 2);
+	if (strcmp(cmd, "reserve") == 0)
+		return cmd_reserve(argc - 2, argv + 2);
+	if (strcmp(cmd, "resize") == 0)
+		return cmd_resize(argc - 2, argv + 2);
 	if (strcmp(cmd, "budgets") == 0)
 		return cmd_budgets(argc - 2, argv + 2);
 	if (strcmp(cmd, "pools") == 0)

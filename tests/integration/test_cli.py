@@ -101,6 +101,41 @@ class Cli(unittest.TestCase):
         finally:
             self.assertEqual(d.stop(), 0)
 
+    def test_reserve_resize_release(self):
+        d = Daemon("state_dir: {state_dir}\nmemory: {capacity: 10GiB}\n").start()
+        url = ("--url", "http://%s" % d.addr)
+        try:
+            code, out, err = run_cli("reserve", "2GiB", "--tenant", "etl", "--priority",
+                                     "critical", "--ttl", "10m", "-q", *url)
+            self.assertEqual(code, 0, err)
+            lease = out.strip()
+            self.assertRegex(lease, r"^[0-9a-f]{16}$")
+            code, out, err = run_cli("resize", lease, "3GiB", *url)
+            self.assertEqual(code, 0, err)
+            self.assertEqual(json.loads(out)["previous_bytes"], 2 << 30)
+            m = d.get_json("/v1/memory")
+            self.assertEqual(m["reserved_bytes"], 3 << 30)
+            self.assertEqual(m["by_tenant"]["etl"]["bytes"], 3 << 30)
+            self.assertEqual(m["by_priority"]["critical"]["reservations"], 1)
+            # Too big for the capacity: the daemon's 400, exit 1.
+            code, _, err = run_cli("resize", lease, "20GiB", *url)
+            self.assertEqual(code, 1)
+            self.assertIn("can never be admitted", err)
+            code, out, err = run_cli("release", lease, *url)
+            self.assertEqual(code, 0, err)
+            self.assertEqual(json.loads(out)["memory_bytes"], 3 << 30)
+            # Usage errors say what is wrong, and reach no daemon.
+            for args, text in ((["reserve"], "missing SIZE"), (["reserve", "lots"], "not a size"),
+                               (["reserve", "1GiB", "--wait", "soon"], "takes a duration"),
+                               (["resize", lease], "expects LEASE SIZE"),
+                               (["resize", "xyz!", "1GiB"], "not a lease id")):
+                code, _, err = run_cli(*(args + list(url)))
+                self.assertEqual(code, 2, args)
+                self.assertIn(text, err, args)
+            self.assertEqual(d.get_json("/v1/memory")["reserved_bytes"], 0)
+        finally:
+            self.assertEqual(d.stop(), 0)
+
     def test_check_runs_the_daemons_own_checks(self):
         import tempfile
         with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
