@@ -108,6 +108,8 @@ struct bl_autoscaler {
 	struct bl_supervisor_identity *ids; /* snapshot scratch: the workers' identities */
 	size_t ids_cap;
 	char boot_id[40];                 /* this boot's, for the snapshot */
+	void (*on_workers_changed)(void *); /* a worker process started: its identity is new */
+	void *on_workers_changed_ctx;
 	struct bl_planner_result *res;
 	struct decision decisions[DECISIONS_KEPT];
 	size_t n_decisions;               /* total made; the ring holds the last DECISIONS_KEPT */
@@ -975,6 +977,24 @@ static void restore_saved(struct bl_autoscaler *as, const struct saved *s)
 	       s->panic.panicking ? "true" : "false");
 }
 
+/* A worker process started (a new one, or a restart): the snapshot should
+ * know its identity soon, so that a daemon killed now can stop it later. */
+static void on_supervisor_event(void *ctx, const struct bl_supervisor_event *ev)
+{
+	struct bl_autoscaler *as = ctx;
+
+	if (ev->kind == BL_SUPERVISOR_EV_STARTED && as->on_workers_changed)
+		as->on_workers_changed(as->on_workers_changed_ctx);
+}
+
+void bl_autoscaler_on_workers_changed(struct bl_autoscaler *as, void (*fn)(void *ctx), void *ctx)
+{
+	if (!as)
+		return;
+	as->on_workers_changed = fn;
+	as->on_workers_changed_ctx = ctx;
+}
+
 int bl_autoscaler_create(uv_loop_t *loop, const struct bl_config *cfg, const char *ballast_url,
 			 struct bl_budgets *budgets, json_t *saved, struct bl_autoscaler **out,
 			 char *err, size_t errcap)
@@ -1036,6 +1056,8 @@ int bl_autoscaler_create(uv_loop_t *loop, const struct bl_config *cfg, const cha
 		sc.min_replicas = a->min_replicas;
 		sc.max_replicas = a->max_replicas;
 		sc.grace_ns = a->grace_ns;
+		sc.on_event = on_supervisor_event;
+		sc.ctx = as;
 		if (sv) {
 			sc.first_seq = sv->next_worker;
 			/* Start times count from boot: another boot's are meaningless. */

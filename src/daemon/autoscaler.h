@@ -40,6 +40,10 @@ int bl_autoscaler_create(uv_loop_t *loop, const struct bl_config *cfg, const cha
  * starts after the snapshot is read, so the daemon keeps the accepted state
  * and passes it to bl_autoscaler_create. */
 json_t *bl_autoscaler_save(struct bl_autoscaler *as);
+/* Calls fn(ctx) on the loop whenever a supervised worker process starts, so
+ * the daemon can write a snapshot with its identity at once rather than at
+ * the next snapshot.interval. as may be NULL (nothing happens). */
+void bl_autoscaler_on_workers_changed(struct bl_autoscaler *as, void (*fn)(void *ctx), void *ctx);
 int bl_autoscaler_check_saved(json_t *state, char *err, size_t errcap);
 
 /* Checks that cfg's autoscaler can be applied. Returns 0 or BL_EINVAL. */

@@ -176,6 +176,15 @@ static json_t *autoscaler_save(void *ctx)
 		       : NULL;
 }
 
+/* A worker process started: snapshot now (coalesced with one in flight). */
+static void on_workers_changed(void *ctx)
+{
+	struct bl_daemon *d = ctx;
+
+	if (!d->shutting_down)
+		bl_daemon_snapshot_now(d, NULL);
+}
+
 static int autoscaler_restore(void *ctx, json_t *state, char *err, size_t errcap)
 {
 	struct bl_daemon *d = ctx;
@@ -699,6 +708,9 @@ int bl_daemon_run(const struct bl_daemon_options *opts)
 			       bl_log_quote(q, sizeof q, err));
 			goto out_loop;
 		}
+		bl_autoscaler_on_workers_changed(d->autoscaler, on_workers_changed, d);
+		if (d->autoscaler)
+			on_workers_changed(d); /* the first workers started in create */
 	}
 	d->ready = true;
 
