@@ -176,15 +176,6 @@ static json_t *autoscaler_save(void *ctx)
 		       : NULL;
 }
 
-/* A worker process started: snapshot now (coalesced with one in flight). */
-static void on_workers_changed(void *ctx)
-{
-	struct bl_daemon *d = ctx;
-
-	if (!d->shutting_down)
-		bl_daemon_snapshot_now(d, NULL);
-}
-
 static int autoscaler_restore(void *ctx, json_t *state, char *err, size_t errcap)
 {
 	struct bl_daemon *d = ctx;
@@ -353,6 +344,23 @@ static void schedule_snapshots(struct bl_daemon *d)
 	uint64_t ms = (uint64_t)(d->cfg->snapshot_interval_ns / BL_NS_PER_MS);
 
 	uv_timer_start(&d->snapshot_timer, on_snapshot_timer, ms ? ms : 1, ms ? ms : 1);
+}
+
+#define SNAPSHOT_SOON_MS 1000
+
+/* A worker process started: its identity should be in the snapshot soon,
+ * so the next periodic write is brought forward to within a second. All
+ * that start in that second share one write, and a crash-looping worker
+ * costs at most one snapshot a second (each one a copy of every lease on
+ * the loop), never one per restart. */
+static void on_workers_changed(void *ctx)
+{
+	struct bl_daemon *d = ctx;
+	uint64_t ms = (uint64_t)(d->cfg->snapshot_interval_ns / BL_NS_PER_MS);
+
+	if (d->shutting_down || uv_timer_get_due_in(&d->snapshot_timer) <= SNAPSHOT_SOON_MS)
+		return;
+	bl_timer_start(&d->snapshot_timer, on_snapshot_timer, SNAPSHOT_SOON_MS, ms ? ms : 1);
 }
 
 /* ---- reload ----------------------------------------------------------- */
