@@ -1167,6 +1167,45 @@ static void pool_wake(struct bl_budgets *bs, const struct bl_pool *pool)
 	}
 }
 
+static void respond_pool_removed(struct waiter *w)
+{
+	w->answered = true;
+	w->req->on_abort = NULL;
+	bl_http_respond_error(w->req, 404, "unknown_pool",
+			      "pool '%s' was removed by a config reload while this acquire waited",
+			      bl_pool_name(w->pool));
+}
+
+void bl_budgets_drop_retired_pools(struct bl_budgets *bs)
+{
+	struct waiter *w, *next;
+
+	for (w = bs->pool_waiters; w; w = next) {
+		next = w->pool_next;
+		if (!bl_pool_retired(w->pool))
+			continue;
+		respond_pool_removed(w);
+		waiter_free(w);
+	}
+	for (struct budget_rt *br = bs->list; br; br = br->next) {
+		struct bl_waitq_node *n, *nn;
+		bool removed = false;
+
+		for (n = bl_waitq_first(&br->q); n; n = nn) {
+			nn = bl_waitq_next(&br->q, n);
+			w = BL_WAITQ_ENTRY(n, struct waiter, node);
+			if (!w->pool || !bl_pool_retired(w->pool))
+				continue;
+			bl_waitq_remove(&br->q, n);
+			respond_pool_removed(w);
+			waiter_free(w);
+			removed = true;
+		}
+		if (removed)
+			pump(br); /* the head may have changed */
+	}
+}
+
 /* Admits from the head of br's queue while the core budget admits; then
  * remembers why the head waits and arms the wake timer for when it may
  * conform. A concurrency wait has no time: a release pumps again. */

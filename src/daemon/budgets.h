@@ -34,6 +34,11 @@ int bl_budgets_check(const struct bl_config *cfg, char *err, size_t errcap);
  * Returns 0, or BL_ENOMEM with a reason in err leaving everything as it was. */
 int bl_budgets_apply(struct bl_budgets *bs, const struct bl_config *cfg, char *err, size_t errcap);
 
+/* Answers 404 unknown_pool to every acquire waiting on a pool that a reload
+ * has just retired (bl_pools_apply), so that bl_pools_collect may free it.
+ * Call between the two. */
+void bl_budgets_drop_retired_pools(struct bl_budgets *bs);
+
 /* Shutdown: answers every waiter 503 and closes the timers. Leases stay (in
  * the snapshot). Call once; bl_budgets_destroy after the loop has run. */
 void bl_budgets_shutdown(struct bl_budgets *bs);

@@ -435,6 +435,10 @@ int bl_daemon_reload(struct bl_daemon *d, bool dry_run, struct bl_diags *diags, 
 			add_diag(dg, d->config_path, "pools", why);
 			goto refused;
 		}
+		/* Acquires waiting on a pool the reload removed are answered
+		 * before the pool may be freed. */
+		bl_budgets_drop_retired_pools(d->budgets);
+		bl_pools_collect(d->pools);
 		if (bl_budgets_apply(d->budgets, next, why, sizeof why) != 0) {
 			rc = BL_ENOMEM;
 			add_diag(dg, d->config_path, "budgets", why);

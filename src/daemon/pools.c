@@ -545,11 +545,22 @@ int bl_pools_apply(struct bl_pools *ps, const struct bl_config *cfg, char *err, 
 			tail = &(*tail)->next;
 		*tail = fresh;
 	}
+	return 0;
+}
+
+void bl_pools_collect(struct bl_pools *ps)
+{
+	struct bl_pool *p, *next;
+
 	for (p = ps->list; p; p = next) {
 		next = p->next;
 		pool_maybe_free(p);
 	}
-	return 0;
+}
+
+bool bl_pool_retired(const struct bl_pool *p)
+{
+	return p->retired;
 }
 
 void bl_pools_shutdown(struct bl_pools *ps)

@@ -47,6 +47,15 @@ int bl_pools_check(const struct bl_config *cfg, char *err, size_t errcap);
  * Returns 0, or BL_ENOMEM leaving everything as it was. */
 int bl_pools_apply(struct bl_pools *ps, const struct bl_config *cfg, char *err, size_t errcap);
 
+/* Frees the pools a reload retired that have no call in flight. Apply keeps
+ * them, because acquires may still wait on them: call this once those have
+ * been answered (bl_budgets_drop_retired_pools). */
+void bl_pools_collect(struct bl_pools *ps);
+
+/* Whether a reload removed p (it admits nothing, and goes once its calls are
+ * back and bl_pools_collect runs). */
+bool bl_pool_retired(const struct bl_pool *p);
+
 void bl_pools_shutdown(struct bl_pools *ps);
 void bl_pools_destroy(struct bl_pools *ps);
 

@@ -479,6 +479,41 @@ class BackendBudgets(unittest.TestCase):
         self.assertEqual(s, 200, g)
         self.assertGreaterEqual(g["waited_ms"], 250)
 
+    def test_reload_removing_the_pool_answers_its_waiters(self):
+        import threading
+        d, cl = self.d, Client(self.d)
+        budgets = ("  k1: {limits: {requests: {limit: 60, per: 1m}}}\n"  # one a second
+                   "  s: {limits: {concurrent: 1}}")
+        d.write_config(pool_config(
+            ['{name: key1, url: "%s", budget: k1}' % self.backs["key1"].url], budgets=budgets))
+        self.assertEqual(d.request("POST", "/v1/reload", body={})[0], 200)
+        s, _, held = cl.acquire(budget="s")  # s's only slot, and a call in flight
+        self.assertEqual(s, 200, held)
+        while True:  # spend the key
+            s, _, g = cl.acquire()
+            if s != 200:
+                break
+            d.request("POST", "/v1/release", body={"lease": g["lease"]})
+        got = {}
+        waiters = [threading.Thread(target=lambda k=k, b=b: got.update(
+            {k: cl.acquire(wait_ms=8000, timeout=15, **b)}))
+            for k, b in (("pool", {}), ("budget", {"budget": "s"}))]
+        for t in waiters:
+            t.start()
+        time.sleep(0.3)  # one waits for the key to refill, one for s's slot
+        d.write_config("state_dir: {state_dir}\nbudgets:\n" + budgets + "\n")
+        self.assertEqual(d.request("POST", "/v1/reload", body={})[0], 200)
+        for t in waiters:
+            t.join(15)
+        for k in ("pool", "budget"):
+            s, _, e = got[k]
+            self.assertEqual((s, e["error"]["code"]), (404, "unknown_pool"), k)
+            self.assertIn("removed by a config reload", e["error"]["message"])
+        # The call in flight still comes back, to a backend that goes with it.
+        s, _, b = d.request("POST", "/v1/release", body={"lease": held["lease"]})
+        self.assertEqual(s, 200, b)
+        self.assertEqual(d.request("GET", "/healthz")[0], 200)
+
     def test_shutdown_answers_a_waiting_pool_acquire(self):
         import threading
         d, cl = self.d, Client(self.d)
