@@ -3036,7 +3036,7 @@ void *bl_budgets_capture(void *ctx)
 
 	if (!c) {
 		json_decref(budgets);
-		return NULL;
+		return BL_SNAPSHOT_CAPTURE_FAILED;
 	}
 	c->offset = bl_wall_ns() - now;
 	/* One allocation for every lease: growing by doubling would copy them
@@ -3057,11 +3057,10 @@ void *bl_budgets_capture(void *ctx)
 			    (json_int_t)(now + c->offset), "budgets", budgets, "memory",
 			    mem_state_json(bs));
 	bl_lease_foreach(bs->leases, capture_lease, c);
-	if (!c->head || c->names.failed) {
+	if (!c->head || c->names.failed || (c->n < bl_lease_count(bs->leases))) {
 		/* Better no snapshot this time than one that lost leases. */
-		bl_log(BL_LOG_ERROR, "snapshot of the budgets skipped: out of memory", NULL);
 		budgets_capture_free(c);
-		return NULL;
+		return BL_SNAPSHOT_CAPTURE_FAILED;
 	}
 	return c;
 }
@@ -3131,8 +3130,11 @@ json_t *bl_budgets_render(void *capture)
 json_t *bl_budgets_save(void *ctx)
 {
 	void *c = bl_budgets_capture(ctx);
-	json_t *doc = c ? bl_budgets_render(c) : NULL;
+	json_t *doc;
 
+	if (c == BL_SNAPSHOT_CAPTURE_FAILED)
+		return NULL;
+	doc = bl_budgets_render(c);
 	bl_budgets_discard(c);
 	return doc;
 }

@@ -226,6 +226,8 @@ static int outbuf_append(const char *bytes, size_t size, void *data)
 	return 0;
 }
 
+char bl_snapshot_capture_failed;
+
 void bl_snapshot_capture_free(struct bl_snapshot_capture *c)
 {
 	if (!c)
@@ -261,6 +263,13 @@ int bl_snapshot_capture(struct bl_snapshot *s, int64_t wall_ms, struct bl_snapsh
 				continue;
 		} else {
 			it->capture = k->capture(k->ctx);
+			if (it->capture == BL_SNAPSHOT_CAPTURE_FAILED) {
+				/* A snapshot without this component would replace
+				 * the last one that has it: write none. */
+				it->capture = NULL;
+				bl_snapshot_capture_free(c);
+				return BL_ENOMEM;
+			}
 			if (!it->capture)
 				continue;
 			it->render = k->render;

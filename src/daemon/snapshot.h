@@ -51,8 +51,11 @@ int bl_snapshot_register(struct bl_snapshot *s, const char *name, bl_snapshot_sa
 
 /* A component whose state is large (the budgets, with every live lease)
  * splits its save in two, so that the loop thread only copies:
- *   capture  on the loop thread: a plain copy of what to save (no JSON), or
- *            NULL to leave the component out of this snapshot;
+ *   capture  on the loop thread: a plain copy of what to save (no JSON),
+ *            NULL to leave the component out of this snapshot, or
+ *            BL_SNAPSHOT_CAPTURE_FAILED when the copy could not be made
+ *            (out of memory): then no snapshot is written this time, so the
+ *            previous file, with the component's state, stays;
  *   render   on a thread-pool thread: the JSON of a capture, built from the
  *            copy alone (it must not touch live state), or NULL when out of
  *            memory; the capture stays;
@@ -60,6 +63,8 @@ int bl_snapshot_register(struct bl_snapshot *s, const char *name, bl_snapshot_sa
  *            whole capture (the daemon: the loop thread, once the write is
  *            done), so it may hand buffers back to the component. */
 typedef void *(*bl_snapshot_capture_fn)(void *ctx);
+extern char bl_snapshot_capture_failed;
+#define BL_SNAPSHOT_CAPTURE_FAILED ((void *)&bl_snapshot_capture_failed)
 typedef json_t *(*bl_snapshot_render_fn)(void *capture);
 typedef void (*bl_snapshot_discard_fn)(void *capture);
 
@@ -75,7 +80,8 @@ struct bl_snapshot_capture;
 
 /* Calls every component's save (or capture) on the loop thread, stamped with
  * wall_ms (milliseconds since the epoch). Returns 0 with *out set, or
- * BL_ENOMEM (nothing kept). The capture does not refer to s. */
+ * BL_ENOMEM (nothing kept: out of memory here, or a capture that failed).
+ * The capture does not refer to s. */
 int bl_snapshot_capture(struct bl_snapshot *s, int64_t wall_ms, struct bl_snapshot_capture **out);
 
 /* Turns a capture into the document's text, on any one thread (the thread

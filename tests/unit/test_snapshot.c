@@ -968,6 +968,7 @@ struct split {
 	json_int_t value;
 	int captures, renders, discards;
 	bool capture_null;
+	bool capture_fail;
 };
 
 static void *split_capture(void *ctx)
@@ -978,6 +979,8 @@ static void *split_capture(void *ctx)
 	sp->captures++;
 	if (sp->capture_null)
 		return NULL;
+	if (sp->capture_fail)
+		return BL_SNAPSHOT_CAPTURE_FAILED;
 	copy = malloc(sizeof *copy + sizeof sp);
 	assert_non_null(copy);
 	copy[0] = sp->value;
@@ -1052,6 +1055,16 @@ static void test_split_component(void **state)
 	assert_int_equal(bl_snapshot_collect(s, 5, &text, NULL), 0);
 	assert_non_null(strstr(text, "\"b\":{\"value\":99}"));
 	free(text);
+	assert_int_equal(b.discards, 3);
+	/* A capture that could not be made: no snapshot at all (one without b
+	 * would replace the last file that has it), and nothing leaks. */
+	b.capture_fail = true;
+	c = (struct bl_snapshot_capture *)&b; /* must be reset */
+	assert_int_equal(bl_snapshot_capture(s, 6, &c), BL_ENOMEM);
+	assert_null(c);
+	text = (char *)&b;
+	assert_int_equal(bl_snapshot_collect(s, 6, &text, NULL), BL_ENOMEM);
+	assert_null(text);
 	assert_int_equal(b.discards, 3);
 	bl_snapshot_destroy(s);
 }
