@@ -168,12 +168,13 @@ static int daemon_restore(void *ctx, json_t *state, char *err, size_t errcap)
 static json_t *autoscaler_save(void *ctx)
 {
 	struct bl_daemon *d = ctx;
+	json_t *state = d->autoscaler ? bl_autoscaler_save(d->autoscaler) : NULL;
 
-	if (d->autoscaler)
-		return bl_autoscaler_save(d->autoscaler);
-	return d->autoscaler_saved && d->cfg->autoscaler.configured
-		       ? json_deep_copy(d->autoscaler_saved) /* rendered off the loop: no sharing */
-		       : NULL;
+	/* Nothing known yet (the kubernetes actuator has not read the count):
+	 * keep what the file had rather than drop it. */
+	if (!state && d->autoscaler_saved && d->cfg->autoscaler.configured)
+		state = json_deep_copy(d->autoscaler_saved); /* rendered off the loop: no sharing */
+	return state;
 }
 
 static int autoscaler_restore(void *ctx, json_t *state, char *err, size_t errcap)
