@@ -674,8 +674,9 @@ int bl_daemon_run(const struct bl_daemon_options *opts)
 	}
 	/* State first: nothing is answered before what was promised is back. */
 	if (bl_snapshot_create(d->cfg->state_dir, &d->snap) != 0 ||
-	    bl_snapshot_register(d->snap, "daemon", daemon_save, daemon_restore, d) != 0 ||
-	    bl_snapshot_register(d->snap, "pools", bl_pools_save, bl_pools_restore, d->pools) != 0 ||
+	    bl_snapshot_register_required(d->snap, "daemon", daemon_save, daemon_restore, d) != 0 ||
+	    bl_snapshot_register_required(d->snap, "pools", bl_pools_save, bl_pools_restore,
+					  d->pools) != 0 ||
 	    bl_snapshot_register_split(d->snap, "budgets", bl_budgets_capture, bl_budgets_render,
 				       bl_budgets_discard, bl_budgets_restore, d->budgets) != 0 ||
 	    bl_snapshot_register(d->snap, "autoscaler", autoscaler_save, autoscaler_restore, d) != 0)

@@ -52,6 +52,7 @@ struct component {
 	bl_snapshot_capture_fn capture; /* ... a split save */
 	bl_snapshot_render_fn render;
 	bl_snapshot_discard_fn discard;
+	bool required;                  /* a NULL from save is a failure */
 	bl_snapshot_restore_fn restore; /* takes it back at start */
 	void *ctx;                      /* handed to save, capture and restore */
 };
@@ -183,6 +184,17 @@ int bl_snapshot_register(struct bl_snapshot *s, const char *name, bl_snapshot_sa
 	return add_component(s, name, &c);
 }
 
+int bl_snapshot_register_required(struct bl_snapshot *s, const char *name,
+				  bl_snapshot_save_fn save, bl_snapshot_restore_fn restore,
+				  void *ctx)
+{
+	struct component c = {.save = save, .restore = restore, .ctx = ctx, .required = true};
+
+	if (!save)
+		return BL_EINVAL;
+	return add_component(s, name, &c);
+}
+
 int bl_snapshot_register_split(struct bl_snapshot *s, const char *name,
 			       bl_snapshot_capture_fn capture, bl_snapshot_render_fn render,
 			       bl_snapshot_discard_fn discard, bl_snapshot_restore_fn restore,
@@ -259,6 +271,10 @@ int bl_snapshot_capture(struct bl_snapshot *s, int64_t wall_ms, struct bl_snapsh
 
 		if (k->save) {
 			it->state = k->save(k->ctx);
+			if (!it->state && k->required) {
+				bl_snapshot_capture_free(c);
+				return BL_ENOMEM;
+			}
 			if (!it->state)
 				continue;
 		} else {

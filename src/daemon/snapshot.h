@@ -49,6 +49,14 @@ void bl_snapshot_destroy(struct bl_snapshot *s);
 int bl_snapshot_register(struct bl_snapshot *s, const char *name, bl_snapshot_save_fn save,
 			 bl_snapshot_restore_fn restore, void *ctx);
 
+/* As bl_snapshot_register, for a component that always has state: a NULL
+ * from its save can only be a failure (out of memory), so no snapshot is
+ * written that time rather than one without the component, which would
+ * replace the last file that has it. */
+int bl_snapshot_register_required(struct bl_snapshot *s, const char *name,
+				  bl_snapshot_save_fn save, bl_snapshot_restore_fn restore,
+				  void *ctx);
+
 /* A component whose state is large (the budgets, with every live lease)
  * splits its save in two, so that the loop thread only copies:
  *   capture  on the loop thread: a plain copy of what to save (no JSON),

@@ -1067,6 +1067,16 @@ static void test_split_component(void **state)
 	assert_null(text);
 	assert_int_equal(b.discards, 3);
 	bl_snapshot_destroy(s);
+
+	/* A required plain component whose save fails: no snapshot either. */
+	s = make_registry(f->state_dir);
+	assert_int_equal(bl_snapshot_register_required(s, "r", counter_save, counter_restore, &a), 0);
+	assert_int_equal(bl_snapshot_collect(s, 7, &text, NULL), 0);
+	free(text);
+	a.save_null = 1;
+	assert_int_equal(bl_snapshot_collect(s, 7, &text, NULL), BL_ENOMEM);
+	assert_null(text);
+	bl_snapshot_destroy(s);
 }
 
 int main(void)
