@@ -2292,7 +2292,8 @@ void bl_budgets_resize(struct bl_budgets *bs, struct bl_http_req *req, const cha
 		goto out;
 	}
 	l->mem_bytes = bytes;
-	m->resized++;
+	if (bytes != old)
+		m->resized++;
 	bl_http_respond_json(
 		req, 200,
 		json_pack("{s:s,s:I,s:I,s:s,s:I,s:s}", "lease", lease_id, "bytes", (json_int_t)bytes,
