@@ -22,7 +22,8 @@ static const char usage_text[] =
 	"  check FILE                             validate a config; prints file:line:column: problems\n"
 	"  status [--url URL] [--json]            summarise a running daemon's /v1/state\n"
 	"  acquire [BUDGET] [--pool POOL [--key K]] [--tokens N] [--input-tokens N]\n"
-	"          [--output-tokens N] [--requests N] [--wait 2s] [--tenant T] [--priority P] [-q]\n"
+	"          [--output-tokens N] [--requests N] [--wait 2s] [--ttl 2m] [--tenant T]\n"
+	"          [--priority P] [-q]\n"
 	"                                         take a lease (prints it, with the backend when\n"
 	"                                         a pool is named; -q: only its id)\n"
 	"  release LEASE [--outcome ok|error|timeout|rate_limited|cancelled]\n"
@@ -536,11 +537,49 @@ static void print_answer(const struct fetch *f, bool quiet)
 	json_decref(doc);
 }
 
+/* The options acquire and reserve share: --wait D and --ttl D (durations,
+ * sent as wait_ms / ttl_ms), the string options named in `strings` (sent
+ * under their name without the dashes), and -q. Returns 1 when argv[*i] was
+ * one of them (its value consumed), 0 when not, or EXIT_USAGE after saying
+ * what is wrong. */
+static int take_option(const char *cmd, int argc, char **argv, int *i,
+		       const char *const *strings, json_t *body, bool *quiet)
+{
+	const char *opt = argv[*i];
+	int64_t ns;
+
+	if (strcmp(opt, "-q") == 0 || strcmp(opt, "--quiet") == 0) {
+		*quiet = true;
+		return 1;
+	}
+	if (*i + 1 >= argc)
+		return 0;
+	if (strcmp(opt, "--wait") == 0 || strcmp(opt, "--ttl") == 0) {
+		if (bl_parse_duration(argv[*i + 1], strlen(argv[*i + 1]), &ns) != 0) {
+			fprintf(stderr, "ballast: %s: %s takes a duration such as 2s, 500ms or 10m, "
+					"not '%s'\n", cmd, opt, argv[*i + 1]);
+			return EXIT_USAGE;
+		}
+		json_object_set_new(body, opt[2] == 'w' ? "wait_ms" : "ttl_ms",
+				    json_integer(ns / 1000000));
+		(*i)++;
+		return 1;
+	}
+	for (; *strings; strings++)
+		if (strcmp(opt, *strings) == 0) {
+			json_object_set_new(body, opt + 2, json_string(argv[*i + 1]));
+			(*i)++;
+			return 1;
+		}
+	return 0;
+}
+
 static int cmd_acquire(int argc, char **argv)
 {
 	static const char *const counts[] = {"--tokens", "tokens", "--input-tokens", "input_tokens",
 					     "--output-tokens", "output_tokens", "--requests",
 					     "requests", NULL};
+	static const char *const strings[] = {"--tenant", "--priority", "--pool", "--key", NULL};
 	struct client cl;
 	struct fetch f = {0};
 	json_t *body = json_object();
@@ -563,24 +602,14 @@ static int cmd_acquire(int argc, char **argv)
 		}
 		if (took)
 			continue;
-		if (strcmp(argv[i], "--wait") == 0 && i + 1 < argc) {
-			int64_t ns;
-
-			if (bl_parse_duration(argv[i + 1], strlen(argv[i + 1]), &ns) != 0) {
-				json_decref(body);
-				return usage_error("acquire: --wait takes a duration such as 2s or 500ms, not ",
-						   argv[i + 1]);
-			}
-			json_object_set_new(body, "wait_ms", json_integer(ns / 1000000));
-			i++;
-		} else if ((strcmp(argv[i], "--tenant") == 0 || strcmp(argv[i], "--priority") == 0 ||
-			    strcmp(argv[i], "--pool") == 0 || strcmp(argv[i], "--key") == 0) &&
-			   i + 1 < argc) {
-			json_object_set_new(body, argv[i] + 2, json_string(argv[i + 1]));
-			i++;
-		} else if (strcmp(argv[i], "-q") == 0 || strcmp(argv[i], "--quiet") == 0) {
-			quiet = true;
-		} else if (argv[i][0] != '-' && !budget) {
+		took = take_option("acquire", argc, argv, &i, strings, body, &quiet);
+		if (took == EXIT_USAGE) {
+			json_decref(body);
+			return EXIT_USAGE;
+		}
+		if (took)
+			continue;
+		if (argv[i][0] != '-' && !budget) {
 			budget = argv[i];
 		} else {
 			json_decref(body);
@@ -618,6 +647,7 @@ static bool size_ok(const char *cmd, const char *arg)
 
 static int cmd_reserve(int argc, char **argv)
 {
+	static const char *const strings[] = {"--tenant", "--priority", NULL};
 	struct client cl;
 	struct fetch f = {0};
 	json_t *body = json_object();
@@ -627,29 +657,19 @@ static int cmd_reserve(int argc, char **argv)
 	client_init(&cl, "reserve");
 	for (int i = 0; i < argc; i++) {
 		int r = client_option(&cl, argc, argv, &i);
-		int64_t ns;
 
 		if (r < 0)
 			goto fail;
 		if (r)
 			continue;
-		if ((strcmp(argv[i], "--wait") == 0 || strcmp(argv[i], "--ttl") == 0) && i + 1 < argc) {
-			if (bl_parse_duration(argv[i + 1], strlen(argv[i + 1]), &ns) != 0) {
-				json_decref(body);
-				fprintf(stderr, "ballast: reserve: %s takes a duration such as 2s or 10m, "
-						"not '%s'\n", argv[i], argv[i + 1]);
-				return EXIT_USAGE;
-			}
-			json_object_set_new(body, argv[i][2] == 'w' ? "wait_ms" : "ttl_ms",
-					    json_integer(ns / 1000000));
-			i++;
-		} else if ((strcmp(argv[i], "--tenant") == 0 || strcmp(argv[i], "--priority") == 0) &&
-			   i + 1 < argc) {
-			json_object_set_new(body, argv[i] + 2, json_string(argv[i + 1]));
-			i++;
-		} else if (strcmp(argv[i], "-q") == 0 || strcmp(argv[i], "--quiet") == 0) {
-			quiet = true;
-		} else if (argv[i][0] != '-' && !size) {
+		r = take_option("reserve", argc, argv, &i, strings, body, &quiet);
+		if (r == EXIT_USAGE) {
+			json_decref(body);
+			return EXIT_USAGE;
+		}
+		if (r)
+			continue;
+		if (argv[i][0] != '-' && !size) {
 			size = argv[i];
 		} else {
 			json_decref(body);

@@ -127,6 +127,7 @@ class Cli(unittest.TestCase):
             # Usage errors say what is wrong, and reach no daemon.
             for args, text in ((["reserve"], "missing SIZE"), (["reserve", "lots"], "not a size"),
                                (["reserve", "1GiB", "--wait", "soon"], "takes a duration"),
+                               (["acquire", "x", "--ttl", "later"], "takes a duration"),
                                (["resize", lease], "expects LEASE SIZE"),
                                (["resize", "xyz!", "1GiB"], "not a lease id")):
                 code, _, err = run_cli(*(args + list(url)))
