@@ -762,22 +762,8 @@ static void bench_balancer(void)
 
 int main(int argc, char **argv)
 {
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--quick") == 0) {
-			target_ns = 5 * NS_PER_MS;
-		} else if (strcmp(argv[i], "--ms") == 0 && i + 1 < argc) {
-			long ms = strtol(argv[++i], NULL, 10);
-
-			if (ms < 1 || ms > 10000) {
-				fprintf(stderr, "bench_pools: --ms takes 1..10000\n");
-				return 2;
-			}
-			target_ns = ms * NS_PER_MS;
-		} else {
-			fprintf(stderr, "usage: bench_pools [--quick] [--ms N]\n");
-			return 2;
-		}
-	}
+	if (parse_args("bench_pools", argc, argv) != 0)
+		return 2;
 	printf("# bench_pools: circuit breaker and load balancer, in process, one thread\n");
 	make_sequences();
 	bench_breaker();

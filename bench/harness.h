@@ -8,7 +8,9 @@
 #define BALLAST_BENCH_HARNESS_H
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #define NS_PER_S 1000000000LL
@@ -43,6 +45,29 @@ struct figure {
 	double cpu_median_ns;             /* per op, this thread's CPU time */
 	uint64_t ops;                     /* per timed run */
 };
+
+/* Reads the options every harness benchmark takes: --quick (5 ms runs) and
+ * --ms N (1..10000). Returns 0, or 2 after printing the usage of `name`. */
+static int parse_args(const char *name, int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--quick") == 0) {
+			target_ns = 5 * NS_PER_MS;
+		} else if (strcmp(argv[i], "--ms") == 0 && i + 1 < argc) {
+			long ms = strtol(argv[++i], NULL, 10);
+
+			if (ms < 1 || ms > 10000) {
+				fprintf(stderr, "%s: --ms takes 1..10000\n", name);
+				return 2;
+			}
+			target_ns = ms * NS_PER_MS;
+		} else {
+			fprintf(stderr, "usage: %s [--quick] [--ms N]\n", name);
+			return 2;
+		}
+	}
+	return 0;
+}
 
 static int cmp_u64(const void *a, const void *b)
 {

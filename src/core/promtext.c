@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "ballast/error.h"
+#include "ascii.h"
 
 /* Bytes of the offending line quoted in an error message. */
 #define EXCERPT_MAX 48
@@ -31,24 +32,6 @@ static bool is_digit(char c)
 static bool is_alpha_(char c)
 {
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
-}
-
-static char lower(char c)
-{
-	return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
-}
-
-/* Case-insensitive comparison of len bytes at s with the lower-case lit. */
-static bool equals_nocase(const char *s, size_t len, const char *lit)
-{
-	size_t n = strlen(lit);
-
-	if (len != n)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (lower(s[i]) != lit[i])
-			return false;
-	return true;
 }
 
 static bool equals(const char *s, size_t len, const char *lit)
@@ -170,7 +153,7 @@ static bool parse_value(const char *s, size_t n, double *out, struct fault *f,
 
 	if (n > BL_PROMTEXT_LITERAL_MAX)
 		return failf(f, c, "the value is longer than %d bytes", BL_PROMTEXT_LITERAL_MAX);
-	if (equals_nocase(s, n, "nan")) {
+	if (bl_ascii_eq_nocase(s, n, "nan")) {
 		*out = NAN;
 		return true;
 	}
@@ -178,7 +161,7 @@ static bool parse_value(const char *s, size_t n, double *out, struct fault *f,
 		neg = s[0] == '-';
 		i = 1;
 	}
-	if (equals_nocase(s + i, n - i, "inf") || equals_nocase(s + i, n - i, "infinity")) {
+	if (bl_ascii_eq_nocase(s + i, n - i, "inf") || bl_ascii_eq_nocase(s + i, n - i, "infinity")) {
 		*out = neg ? -INFINITY : INFINITY;
 		return true;
 	}

@@ -9,6 +9,7 @@
 
 #include "ballast/error.h"
 #include "ballast/units.h"
+#include "ascii.h"
 
 #define MS_PER_DAY INT64_C(86400000)
 
@@ -17,24 +18,6 @@
 static bool is_digit(char c)
 {
 	return c >= '0' && c <= '9';
-}
-
-static char lower(char c)
-{
-	return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
-}
-
-/* Case-insensitive comparison of len bytes at s with the lower-case lit. */
-static bool name_is(const char *s, size_t len, const char *lit)
-{
-	size_t n = strlen(lit);
-
-	if (len != n)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (lower(s[i]) != lit[i])
-			return false;
-	return true;
 }
 
 /* Drops HTTP optional whitespace (spaces and tabs) from both ends. */
@@ -349,7 +332,7 @@ static const struct known known_headers[] = {
 static const struct known *find_known(const char *name, size_t len)
 {
 	for (size_t i = 0; i < sizeof known_headers / sizeof known_headers[0]; i++)
-		if (name_is(name, len, known_headers[i].name))
+		if (bl_ascii_eq_nocase(name, len, known_headers[i].name))
 			return &known_headers[i];
 	return NULL;
 }

@@ -322,6 +322,17 @@ void bl_exec_actuator_config_defaults(struct bl_exec_actuator_config *cfg)
 	cfg->stderr_tail_bytes = DEFAULT_TAIL_BYTES;
 }
 
+/* Frees a and what it owns. */
+static void free_actuator(struct bl_exec_actuator *a)
+{
+	free(a->tail_last);
+	free(a->tail_run);
+	free(a->cwd);
+	bl_strv_free(a->argv);
+	bl_strv_free(a->envp);
+	free(a);
+}
+
 int bl_exec_actuator_create(uv_loop_t *loop, const struct bl_exec_actuator_config *cfg,
 			    struct bl_exec_actuator **out, char *err, size_t errcap)
 {
@@ -370,12 +381,7 @@ int bl_exec_actuator_create(uv_loop_t *loop, const struct bl_exec_actuator_confi
 	return 0;
 
 out_free:
-	free(a->tail_last);
-	free(a->tail_run);
-	free(a->cwd);
-	bl_strv_free(a->argv);
-	bl_strv_free(a->envp);
-	free(a);
+	free_actuator(a);
 	return rc;
 }
 
@@ -438,10 +444,5 @@ void bl_exec_actuator_destroy(struct bl_exec_actuator *a)
 		bl_log(BL_LOG_ERROR, "bl_exec_actuator_destroy before shutdown completed", NULL);
 		abort();
 	}
-	free(a->tail_last);
-	free(a->tail_run);
-	free(a->cwd);
-	bl_strv_free(a->argv);
-	bl_strv_free(a->envp);
-	free(a);
+	free_actuator(a);
 }

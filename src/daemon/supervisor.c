@@ -682,6 +682,19 @@ static void stop_orphans(struct bl_supervisor *sup, const struct bl_supervisor_i
 		bl_timer_start(&sup->orphan_timer, on_orphan_timer, ns_to_ms_ceil(sup->grace_ns), 0);
 }
 
+/* Frees sup and what it owns (not its workers: there are none left). */
+static void free_supervisor(struct bl_supervisor *sup)
+{
+	free(sup->orphans);
+	free(sup->hist);
+	free(sup->proc_root);
+	free(sup->cwd);
+	bl_strv_free(sup->argv);
+	/* the BALLAST_WORKER_ID slot is NULL between spawns: the URL is freed too */
+	bl_strv_free(sup->envp);
+	free(sup);
+}
+
 int bl_supervisor_create(uv_loop_t *loop, const struct bl_supervisor_config *cfg,
 			 struct bl_supervisor **out, char *err, size_t errcap)
 {
@@ -783,13 +796,7 @@ int bl_supervisor_create(uv_loop_t *loop, const struct bl_supervisor_config *cfg
 out_nomem:
 	rc = bl_errorf(err, errcap, BL_ENOMEM, "out of memory");
 out_free_sup:
-	free(sup->orphans);
-	free(sup->hist);
-	free(sup->proc_root);
-	free(sup->cwd);
-	bl_strv_free(sup->argv);
-	bl_strv_free(sup->envp);
-	free(sup);
+	free_supervisor(sup);
 	return rc;
 }
 
@@ -1013,12 +1020,5 @@ void bl_supervisor_destroy(struct bl_supervisor *sup)
 		bl_log(BL_LOG_ERROR, "bl_supervisor_destroy before shutdown completed", NULL);
 		abort();
 	}
-	free(sup->orphans);
-	free(sup->hist);
-	free(sup->proc_root);
-	free(sup->cwd);
-	bl_strv_free(sup->argv);
-	/* the BALLAST_WORKER_ID slot is NULL between spawns: the URL is freed too */
-	bl_strv_free(sup->envp);
-	free(sup);
+	free_supervisor(sup);
 }
