@@ -1113,66 +1113,68 @@ out_free:
 
 /* ---- the API -------------------------------------------------------------------------- */
 
+/* Joins cb to `pending`, the operation of this kind not yet started, or to
+ * a new one (*fresh). Returns it, or NULL when out of memory (nothing
+ * changed). */
+static struct op *join_op(struct bl_k8s *k, struct op *pending, enum bl_k8s_op kind,
+			  bl_k8s_done_fn cb, void *ctx, bool *fresh)
+{
+	struct op *o = pending;
+
+	*fresh = !o;
+	if (!o && !(o = new_op(k, kind)))
+		return NULL;
+	if (add_waiter(o, cb, ctx) != 0) {
+		if (*fresh)
+			free_op(o);
+		return NULL;
+	}
+	return o;
+}
+
+/* A new operation runs now, or waits in *slot for the one running. */
+static void start_op(struct bl_k8s *k, struct op *o, struct op **slot)
+{
+	if (k->running)
+		*slot = o;
+	else
+		run_op(k, o);
+}
+
 int bl_k8s_get(struct bl_k8s *k, bl_k8s_done_fn cb, void *ctx)
 {
 	struct op *o;
-	bool fresh = false;
+	bool fresh;
 
 	if (k->shutting_down)
 		return BL_EINVAL;
-	o = k->pending_get;
-	if (!o) {
-		o = new_op(k, BL_K8S_OP_GET);
-		if (!o)
-			return BL_ENOMEM;
-		fresh = true;
-	}
-	if (add_waiter(o, cb, ctx) != 0) {
-		if (fresh)
-			free_op(o);
+	o = join_op(k, k->pending_get, BL_K8S_OP_GET, cb, ctx, &fresh);
+	if (!o)
 		return BL_ENOMEM;
-	}
-	if (!fresh)
-		return 0;
-	if (k->running)
-		k->pending_get = o;
-	else
-		run_op(k, o);
+	if (fresh)
+		start_op(k, o, &k->pending_get);
 	return 0;
 }
 
 int bl_k8s_scale(struct bl_k8s *k, uint32_t desired, bl_k8s_done_fn cb, void *ctx)
 {
 	struct op *o;
-	bool fresh = false;
+	bool fresh;
 
 	if (k->shutting_down)
 		return BL_EINVAL;
 	if (desired > INT32_MAX)
 		return BL_ERANGE;
-	o = k->pending_scale;
-	if (!o) {
-		o = new_op(k, BL_K8S_OP_SCALE);
-		if (!o)
-			return BL_ENOMEM;
-		fresh = true;
-	}
-	if (add_waiter(o, cb, ctx) != 0) {
-		if (fresh)
-			free_op(o);
+	o = join_op(k, k->pending_scale, BL_K8S_OP_SCALE, cb, ctx, &fresh);
+	if (!o)
 		return BL_ENOMEM;
-	}
 	k->has_desired = true;
 	k->desired = desired;
 	if (!fresh)
 		k->coalesced++; /* the pending count gives way to this one */
 	o->desired = desired;
-	if (!fresh)
-		return 0;
-	if (k->running)
-		k->pending_scale = o;
-	else
-		run_op(k, o);
+	if (fresh)
+		start_op(k, o, &k->pending_scale);
 	return 0;
 }
 
