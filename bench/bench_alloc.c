@@ -518,7 +518,18 @@ int main(int argc, char **argv)
 		} else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
 			only = argv[++i];
 		} else if (strcmp(argv[i], "--workload") == 0 && i + 1 < argc) {
+			static const char *const known[] = {"lifo64", "rand64", "lifo256", "rand256",
+							    "randsz"};
+			size_t k = 0;
+
 			only_workload = argv[++i];
+			while (k < sizeof known / sizeof known[0] && strcmp(known[k], only_workload))
+				k++;
+			if (k == sizeof known / sizeof known[0]) {
+				fprintf(stderr, "bench_alloc: --workload '%s' is not one of lifo64, "
+						"rand64, lifo256, rand256, randsz\n", only_workload);
+				return 2;
+			}
 		} else {
 			fprintf(stderr, "usage: bench_alloc [--sys-only] [--ms N] [--only TEXT] "
 					"[--workload NAME]\n");
